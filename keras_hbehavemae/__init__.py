@@ -1,3 +1,28 @@
-"""keras_hbehavemae: hBehaveMAE, the hierarchical masked autoencoder for behaviour, in Keras 3."""
+"""keras_hbehavemae: hBehaveMAE, the hierarchical masked autoencoder for behaviour, in Keras 3.
+
+Example:
+
+>>> import numpy as np
+>>> from keras_hbehavemae import HBehaveMAE, HBehaveMAEBackbone
+>>> backbone = HBehaveMAEBackbone(
+...     input_size=(32, 4, 12), patch_kernel=(2, 1, 3), stages=(1, 2, 1),
+...     q_strides="2,1,2;2,2,1", out_embed_dims=(8, 12, 16), init_embed_dim=16)
+>>> [tuple(level.shape) for level in backbone(np.zeros((1, 32, 4, 12), "float32"))]
+[(1, 16, 4, 4, 8), (1, 8, 4, 2, 12), (1, 4, 2, 2, 16)]
+"""
+
+from keras_hbehavemae import _tensorflow_devices  # noqa: F401  (before TensorFlow is used)
+from keras_hbehavemae.backbone import HBehaveMAEBackbone
+from keras_hbehavemae.config import HBehaveMAEConfig
+from keras_hbehavemae.geometry import Geometry, compute_geometry
+from keras_hbehavemae.pretrainer import HBehaveMAE
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "Geometry",
+    "HBehaveMAE",
+    "HBehaveMAEBackbone",
+    "HBehaveMAEConfig",
+    "compute_geometry",
+]

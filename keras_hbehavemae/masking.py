@@ -1,0 +1,70 @@
+"""Mask-unit masking (SPEC §4): True = keep, K units per row, kept units ascending.
+
+Example:
+
+>>> import keras
+>>> mask = random_unit_mask(2, num_units=16, num_kept=4, seed=keras.random.SeedGenerator(0))
+>>> keras.ops.convert_to_numpy(keras.ops.sum(keras.ops.cast(mask, "int32"), axis=1)).tolist()
+[4, 4]
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import ops
+
+
+def random_unit_mask(batch_size, num_units: int, num_kept: int, seed):
+    """`[B, U]` bool keeping the `num_kept` units with the smallest uniform noise."""
+    noise = keras.random.uniform((batch_size, num_units), seed=seed)
+    kept_ids = ops.argsort(noise, axis=1)[:, :num_kept]  # [B, K]
+    return ops.any(ops.one_hot(kept_ids, num_units, dtype="int32") > 0, axis=1)  # [B, U]
+
+
+def kept_unit_ids(mask, num_kept: int):
+    """The kept units of `mask [B, U]` in ascending order, `[B, K]` int32 (static form)."""
+    num_units = mask.shape[-1]
+    positions = ops.arange(num_units, dtype="int32")
+    sort_key = ops.where(mask, positions, positions + num_units)  # kept first, each ascending
+    return ops.cast(ops.argsort(sort_key, axis=1)[:, :num_kept], "int32")
+
+
+def concrete_value(tensor):
+    """A numpy copy of `tensor` when it holds concrete values, else None (while tracing)."""
+    if isinstance(tensor, np.ndarray | list | tuple):
+        return np.asarray(tensor)
+    if isinstance(tensor, keras.KerasTensor):
+        return None
+    try:
+        return np.asarray(ops.convert_to_numpy(tensor))
+    except Exception:  # a symbolic tensor or JAX tracer has no value yet
+        return None
+
+
+def check_unit_mask(mask, num_units: int, num_kept: int):
+    """Validates a user mask `[B, U]` (True = keep, exactly K per row); returns it as bool.
+
+    Raises:
+        ValueError: wrong rank or unit count, or (when the values are known) a row
+            keeping other than `num_kept` units.
+    """
+    shape = tuple(mask.shape)
+    if len(shape) != 2 or shape[1] != num_units:
+        raise ValueError(
+            f"mask: shape {shape} is invalid; expected [batch, {num_units}] (one bool per "
+            "mask unit, True = keep)")
+    values = concrete_value(mask)
+    if values is not None:
+        if values.dtype.kind not in "biuf":
+            raise ValueError(f"mask: dtype {values.dtype} is invalid; expected bool")
+        if values.dtype.kind != "b" and not np.isin(values, (0, 1)).all():
+            raise ValueError("mask: values must be True/False (or 1/0)")
+        kept = values.astype(bool).sum(axis=1)
+        bad_rows = np.flatnonzero(kept != num_kept)
+        if bad_rows.size:
+            raise ValueError(
+                f"mask: every row must keep exactly K = {num_kept} of {num_units} mask units "
+                f"(mask_ratio decides K); rows {bad_rows[:8].tolist()} keep "
+                f"{kept[bad_rows[:8]].tolist()}")
+    return ops.cast(mask, "bool")
