@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import math
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -84,7 +85,7 @@ def parse_int_sequence(value: Any, parameter: str) -> tuple[int, ...]:
             number = float(part)
         except (TypeError, ValueError):
             _fail(parameter, value, "expected integers")
-        if number != int(number):
+        if not math.isfinite(number) or number != int(number):
             _fail(parameter, value, "expected integers")
         result.append(int(number))
     return tuple(result)
@@ -200,14 +201,16 @@ class HBehaveMAEConfig:
         for name in ("init_embed_dim", "init_num_heads", "decoder_embed_dim",
                      "decoder_num_heads", "decoder_depth"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+            if (isinstance(value, bool) or not isinstance(value, int | float)
+                    or not math.isfinite(value) or value != int(value)):
                 _fail(name, value, "must be an integer")
             set_field(name, int(value))
         for name in ("dim_mul", "head_mul", "mlp_ratio", "layer_norm_eps", "drop_path_rate",
                      "mask_ratio"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                _fail(name, value, "must be a number")
+            if (isinstance(value, bool) or not isinstance(value, int | float)
+                    or not math.isfinite(value)):
+                _fail(name, value, "must be a finite number")
             set_field(name, float(value))
         set_field("decoding_strategy", str(self.decoding_strategy).strip().lower())
         self._validate()
@@ -215,7 +218,7 @@ class HBehaveMAEConfig:
     # ------------------------------------------------------------------ validation
 
     def _validate(self) -> None:
-        """SPEC §1.2 rules 1–8 and 10 (the geometry module checks the derived sizes)."""
+        """SPEC §1.2 rules 1–8 and 10."""
         if not self.stages:
             _fail("stages", self.stages, "must hold at least one stage")
         if any(count < 1 for count in self.stages):
@@ -267,6 +270,10 @@ class HBehaveMAEConfig:
             _fail("q_strides", self.q_strides,
                   f"a hierarchical model with {num_stages} stages needs between 1 and "
                   f"{num_stages - 1} q-stride triples (one per pooling stage transition)")
+        # Rules 5-7 concern derived sizes (token grid, stage widths): the geometry checks them.
+        from keras_hbehavemae.geometry import compute_geometry
+
+        compute_geometry(self)
 
     def validate_for_training(self) -> None:
         """SPEC §1.2 rule 9: 1 <= K < U for the configured mask ratio."""
@@ -322,7 +329,7 @@ class HBehaveMAEConfig:
         num_frames = values.get("num_frames")
         if num_frames is not None and "input_size" in kwargs:
             frames = parse_triple(kwargs["input_size"], "input_size")[0]
-            if int(num_frames) != frames:
+            if parse_int_sequence([num_frames], "num_frames") != (frames,):
                 _fail("num_frames", num_frames, f"must equal input_size[0] = {frames}")
         missing = [field.name for field in dataclasses.fields(cls)
                    if field.name not in kwargs and field.default is dataclasses.MISSING]

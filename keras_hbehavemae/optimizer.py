@@ -229,3 +229,30 @@ def scaled_learning_rate(base_learning_rate: float, effective_batch_size: int) -
         "effective_batch_size", effective_batch_size, lambda v: v > 0, "a positive integer", int
     )
     return base_learning_rate * effective_batch_size / 256
+
+
+def published_optimizer(
+    model: keras.Model,
+    learning_rate: float | keras.optimizers.schedules.LearningRateSchedule,
+    weight_decay: float = 0.05,
+    clip_grad: float | None = 0.02,
+) -> PublishedAdamW:
+    """The published optimizer for `model`: `PublishedAdamW` with 1-D variables undecayed.
+
+    Args:
+        model: the model to train (its trainable variables decide the decay exclusions).
+        learning_rate: a float or a schedule such as `WarmupHalfCosineSchedule`.
+        weight_decay: decoupled weight decay of every variable of rank >= 2.
+        clip_grad: global gradient-norm clip (None disables).
+
+    Example:
+        >>> import keras
+        >>> model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+        >>> published_optimizer(model, 1e-3).weight_decay
+        0.05
+    """
+    optimizer = PublishedAdamW(
+        learning_rate=learning_rate, weight_decay=weight_decay, global_clipnorm=clip_grad
+    )
+    exclude_one_dimensional_from_decay(optimizer, model.trainable_variables)
+    return optimizer

@@ -59,11 +59,22 @@ def compiled(model, function):
     variables = list(model.variables)
 
     def stateless(values, *args):
-        with keras.StatelessScope(state_mapping=list(zip(variables, values, strict=True))):
-            return function(*args)
+        mapping = list(zip(variables, values, strict=True))
+        with keras.StatelessScope(state_mapping=mapping) as scope:
+            outputs = function(*args)
+            updated = [scope.get_current_value(v) for v in variables]
+        return outputs, updated
 
     jitted = jax.jit(stateless)
-    return lambda *args: jitted([v.value for v in variables], *args)
+
+    def run(*args):
+        outputs, updated = jitted([v.value for v in variables], *args)
+        for variable, value in zip(variables, updated, strict=True):
+            if value is not None:  # random-seed state advances, like an eager call
+                variable.assign(value)
+        return outputs
+
+    return run
 
 
 def loss_and_gradients(model: HBehaveMAE, keypoints, mask):

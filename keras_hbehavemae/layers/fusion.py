@@ -40,7 +40,7 @@ class MultiScaleFusionHead(keras.layers.Layer):
             self.output_dim,
             kernel_initializer=keras.initializers.VarianceScaling(1.0 / 3.0, "fan_in", "uniform"),
             bias_initializer=keras.initializers.RandomUniform(-bound, bound),
-            dtype=self.dtype_policy, name="conv")
+            dtype=self.dtype_policy, trainable=self.trainable, name="conv")
         self.dense.build((input_shape[0], input_shape[1], fan_in))
 
     def call(self, windows):
