@@ -202,6 +202,21 @@ class HBehaveMAEBackbone(keras.Model):
     def __call__(self, inputs, *args, **kwargs):
         return super().__call__(self.standardize_keypoints(inputs), *args, **kwargs)
 
+    # ------------------------------------------------------------------ presets
+
+    @classmethod
+    def from_preset(cls, preset, load_weights: bool = True):
+        """Loads a backbone from a preset folder (see `keras_hbehavemae.presets`)."""
+        from keras_hbehavemae.presets import load_backbone
+
+        return load_backbone(preset, load_weights)
+
+    def save_to_preset(self, directory, **kwargs):
+        """Saves this backbone as a preset folder (see `keras_hbehavemae.presets`)."""
+        from keras_hbehavemae.presets import save_to_preset
+
+        return save_to_preset(self, directory, **kwargs)
+
     # ------------------------------------------------------------------ serialization
 
     def get_config(self):

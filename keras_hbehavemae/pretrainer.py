@@ -168,6 +168,22 @@ class HBehaveMAE(PretrainingSteps, keras.Model):
             logs["learning_rate"] = learning_rate
         return logs
 
+    # ------------------------------------------------------------------ presets
+
+    @classmethod
+    def from_preset(cls, preset, load_weights: bool = True, **overrides):
+        """Loads a pretrainer from a preset folder; without saved task files a fresh
+        decoder is built from `overrides` (see `keras_hbehavemae.presets`)."""
+        from keras_hbehavemae.presets import load_pretrainer
+
+        return load_pretrainer(preset, load_weights, **overrides)
+
+    def save_to_preset(self, directory, **kwargs):
+        """Saves backbone and pretrainer as a preset folder."""
+        from keras_hbehavemae.presets import save_to_preset
+
+        return save_to_preset(self, directory, **kwargs)
+
     # ------------------------------------------------------------------ serialization
 
     def get_config(self):
