@@ -101,7 +101,8 @@ def _read_json(path: pathlib.Path):
     try:
         return json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path}: not valid JSON ({error}); the preset folder is corrupt")
+        raise ValueError(
+            f"{path}: not valid JSON ({error}); the preset folder is corrupt") from error
 
 
 def _deserialize(path: pathlib.Path, expected_class):
