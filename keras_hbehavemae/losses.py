@@ -8,7 +8,7 @@ Example:
 >>> geometry = compute_geometry(HBehaveMAEConfig(
 ...     input_size=(32, 4, 12), patch_kernel=(2, 1, 3), stages=(1, 2, 1),
 ...     q_strides="2,1,2;2,2,1", out_embed_dims=(8, 12, 16), init_embed_dim=16))
->>> time_strided_targets(np.zeros((2, 32, 4, 12), "float32"), geometry).shape
+>>> tuple(time_strided_targets(np.zeros((2, 32, 4, 12), "float32"), geometry).shape)
 (2, 16, 48)
 """
 

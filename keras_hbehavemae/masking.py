@@ -15,9 +15,46 @@ import numpy as np
 from keras import ops
 
 
+def _tensorflow_replica_context():
+    """The replica context of a TensorFlow strategy with several replicas, else None."""
+    if keras.config.backend() != "tensorflow":
+        return None
+    import tensorflow as tf
+
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync <= 1:
+        return None
+    return context
+
+
+def unit_noise(shape, seed):
+    """U[0, 1) noise of `shape` from `seed` (a `keras.random.SeedGenerator` or an int).
+
+    Under a TensorFlow strategy with several replicas (`MirroredStrategy`), every replica
+    holds a copy of the same seed-generator state and would draw identical noise, so all
+    replicas would mask their samples identically (SPEC §13 trap 18). There the drawn seed
+    is folded with the replica id, giving each replica its own stream; everywhere else
+    (one device, JAX `DataParallel`, which draws one global batch of noise) the draw is
+    the plain `keras.random.uniform`.
+    """
+    context = _tensorflow_replica_context()
+    if context is None:
+        return keras.random.uniform(shape, seed=seed)
+    import tensorflow as tf
+
+    drawn = seed.next() if isinstance(seed, keras.random.SeedGenerator) else [int(seed), 0]
+    replica_seed = tf.random.experimental.stateless_fold_in(
+        tf.cast(drawn, "int64"), context.replica_id_in_sync_group)
+    return tf.random.stateless_uniform(shape, seed=replica_seed, dtype="float32")
+
+
 def random_unit_mask(batch_size, num_units: int, num_kept: int, seed):
-    """`[B, U]` bool keeping the `num_kept` units with the smallest uniform noise."""
-    noise = keras.random.uniform((batch_size, num_units), seed=seed)
+    """`[B, U]` bool keeping the `num_kept` units with the smallest uniform noise.
+
+    `seed` is a `keras.random.SeedGenerator` or an int; see `unit_noise` for how replicas
+    of a TensorFlow `MirroredStrategy` get independent masks.
+    """
+    noise = unit_noise((batch_size, num_units), seed)
     kept_ids = ops.argsort(noise, axis=1)[:, :num_kept]  # [B, K]
     return ops.any(ops.one_hot(kept_ids, num_units, dtype="int32") > 0, axis=1)  # [B, U]
 

@@ -26,6 +26,32 @@ def _current_learning_rate(optimizer):
     return ops.cast(optimizer.learning_rate, "float32")
 
 
+def _mean_over_replicas(gradients, context, clip_norm):
+    """Data-parallel gradients under a TensorFlow strategy with several replicas.
+
+    Returns `(gradients, grad_norm)`: the replicas' mean gradient clipped to the global
+    norm `clip_norm` (as one device with the whole batch, or PyTorch DDP, would clip it)
+    and divided by the replica count, plus the global norm of the unclipped mean.
+
+    Keras' TensorFlow optimizer clips each replica's gradient by itself and then *sums*
+    the replicas' gradients. Handing it mean/n makes its sum the (clipped) mean, and its
+    own clip a no-op, because the norm is then at most clip_norm/n.
+    """
+    import tensorflow as tf
+
+    replicas = context.num_replicas_in_sync
+    present = [index for index, gradient in enumerate(gradients) if gradient is not None]
+    mean = context.all_reduce(tf.distribute.ReduceOp.MEAN, [gradients[i] for i in present])
+    norm = global_norm(mean)
+    scale = 1.0 / replicas
+    if clip_norm:
+        scale = scale * ops.minimum(1.0, clip_norm / ops.maximum(norm, 1e-12))
+    result = list(gradients)
+    for index, gradient in zip(present, mean, strict=True):
+        result[index] = gradient * ops.cast(scale, gradient.dtype)
+    return result, norm
+
+
 class _TensorFlowSteps:
     def train_step(self, data):
         import tensorflow as tf
@@ -36,9 +62,15 @@ class _TensorFlowSteps:
             loss = self.compute_pretraining_loss(keypoints, outputs)
         variables = self.trainable_variables
         gradients = tape.gradient(loss, variables)
+        context = tf.distribute.get_replica_context()
+        if context is not None and context.num_replicas_in_sync > 1:
+            gradients, grad_norm = _mean_over_replicas(
+                gradients, context, self.optimizer.global_clipnorm)
+        else:
+            grad_norm = global_norm(gradients)
         learning_rate = _current_learning_rate(self.optimizer)
         self.optimizer.apply(gradients, variables)
-        return self.update_pretraining_metrics(loss, global_norm(gradients), learning_rate)
+        return self.update_pretraining_metrics(loss, grad_norm, learning_rate)
 
     def test_step(self, data):
         keypoints = _keypoints_from(data)

@@ -12,7 +12,7 @@ Example:
 ...     input_size=(32, 4, 12), patch_kernel=(2, 1, 3), stages=(1, 2, 1),
 ...     q_strides="2,1,2;2,2,1", out_embed_dims=(8, 12, 16), init_embed_dim=16)
 >>> len(parameter_table(backbone))
-76
+62
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ Example:
 >>> import numpy as np
 >>> attention = MaskUnitAttention(dim=32, num_heads=4, query_stride=4, window_size=4,
 ...                               use_mask_unit_attention=True)
->>> attention(np.zeros((2, 256, 16), "float32")).shape
+>>> tuple(attention(np.zeros((2, 256, 16), "float32")).shape)
 (2, 64, 32)
 """
 

@@ -6,7 +6,7 @@ Example:
 >>> decoder = MAEDecoder(num_units=16, embed_dim=16, depth=1, num_heads=1, pred_stride=48)
 >>> latent = np.zeros((2, 4, 16), "float32")
 >>> mask = np.zeros((2, 16), bool); mask[:, :4] = True
->>> decoder(latent, mask).shape
+>>> tuple(decoder(latent, mask).shape)
 (2, 16, 48)
 """
 

@@ -4,7 +4,7 @@ Example:
 
 >>> import numpy as np
 >>> head = MultiScaleFusionHead(output_dim=16)
->>> head(np.zeros((2, 4, 4, 2, 2, 8), "float32")).shape
+>>> tuple(head(np.zeros((2, 4, 4, 2, 2, 8), "float32")).shape)
 (2, 4, 16)
 """
 

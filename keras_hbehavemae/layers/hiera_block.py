@@ -6,7 +6,7 @@ Example:
 >>> import numpy as np
 >>> block = HieraBlock(input_dim=16, dim=32, num_heads=4, query_stride=4, window_size=4,
 ...                    use_mask_unit_attention=True)
->>> block(np.zeros((2, 256, 16), "float32")).shape
+>>> tuple(block(np.zeros((2, 256, 16), "float32")).shape)
 (2, 64, 32)
 """
 

@@ -5,9 +5,9 @@ Example:
 >>> import numpy as np
 >>> patches = PatchEmbedding(embed_dim=16, patch_kernel=(2, 1, 3))
 >>> tokens = patches(np.zeros((2, 32, 4, 12), "float32"))
->>> tokens.shape
+>>> tuple(tokens.shape)
 (2, 16, 4, 4, 16)
->>> PositionEmbedding(token_grid=(16, 4, 4))(tokens).shape
+>>> tuple(PositionEmbedding(token_grid=(16, 4, 4))(tokens).shape)
 (2, 16, 4, 4, 16)
 """
 

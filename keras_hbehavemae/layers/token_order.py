@@ -5,9 +5,10 @@ applies them to tensors.
 
 Example:
 
->>> import numpy as np
+>>> import keras, numpy as np
 >>> layer = TokenPermute(split_shape=(2, 3), order=(1, 0), output_shape=(6,))
->>> layer(np.arange(6, dtype="float32").reshape(1, 6, 1))[0, :, 0].tolist()
+>>> tokens = layer(np.arange(6, dtype="float32").reshape(1, 6, 1))
+>>> keras.ops.convert_to_numpy(tokens)[0, :, 0].tolist()
 [0.0, 3.0, 1.0, 4.0, 2.0, 5.0]
 """
 
