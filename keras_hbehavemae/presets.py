@@ -1,4 +1,7 @@
-"""Preset folders: save and load a backbone (and optionally its pretrainer) by directory.
+"""Presets: named, built-in preset folders, and saving/loading any preset folder.
+
+`HBehaveMAEBackbone.from_preset(name_or_directory)` takes a local folder first, then a
+built-in name (`list_presets()`); a bogus name raises an error listing the names.
 
 A preset folder follows the keras-hub layout:
 
@@ -25,6 +28,7 @@ Example:
 from __future__ import annotations
 
 import datetime
+import importlib.resources
 import json
 import os
 import pathlib
@@ -32,12 +36,57 @@ import tempfile
 
 import keras
 
+BUILTIN_PRESETS_PACKAGE = "keras_hbehavemae.builtin_presets"
+# In a source checkout the built-in presets live in the top-level `presets/` folder; an
+# installed package carries the same folder as `keras_hbehavemae.builtin_presets`.
+_SOURCE_PRESETS = pathlib.Path(__file__).resolve().parents[1] / "presets"
+
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.weights.h5"
 TASK_CONFIG_FILE = "task.json"
 TASK_WEIGHTS_FILE = "task.weights.h5"
 METADATA_FILE = "metadata.json"
 MODEL_CARD_FILE = "README.md"
+
+
+def _builtin_root() -> pathlib.Path | None:
+    try:
+        root = importlib.resources.files(BUILTIN_PRESETS_PACKAGE)
+    except ModuleNotFoundError:
+        root = None
+    if root is not None and root.is_dir():
+        return pathlib.Path(str(root))
+    return _SOURCE_PRESETS if _SOURCE_PRESETS.is_dir() else None
+
+
+def list_presets() -> dict[str, str]:
+    """Built-in preset names → one-line descriptions (from each `metadata.json`)."""
+    root = _builtin_root()
+    if root is None:
+        return {}
+    names = {}
+    for folder in sorted(root.iterdir()):
+        metadata = folder / METADATA_FILE
+        if folder.is_dir() and (folder / CONFIG_FILE).is_file():
+            description = ""
+            if metadata.is_file():
+                description = json.loads(metadata.read_text()).get("description", "")
+            names[folder.name] = description
+    return names
+
+
+def resolve_preset(preset) -> pathlib.Path:
+    """A local preset folder as given, or the folder of a built-in preset name."""
+    path = pathlib.Path(preset)
+    if path.is_dir():
+        return path
+    root = _builtin_root()
+    if root is not None and isinstance(preset, str) and (root / preset).is_dir():
+        return root / preset
+    available = ", ".join(list_presets()) or "none installed"
+    raise ValueError(
+        f"unknown preset {str(preset)!r}: it is neither a preset folder nor a built-in preset "
+        f"name. Available presets: {available}")
 
 
 def _write_atomically(path: pathlib.Path, write) -> None:
@@ -130,9 +179,7 @@ def load_backbone(directory, load_weights: bool = True):
     """The `HBehaveMAEBackbone` of a preset folder (weights loaded when present)."""
     from keras_hbehavemae.backbone import HBehaveMAEBackbone
 
-    directory = pathlib.Path(directory)
-    if not directory.is_dir():
-        raise FileNotFoundError(f"{directory}: preset folder not found")
+    directory = resolve_preset(directory)
     backbone = _deserialize(directory / CONFIG_FILE, HBehaveMAEBackbone)
     weights = directory / WEIGHTS_FILE
     if load_weights and weights.exists():
@@ -148,9 +195,7 @@ def load_pretrainer(directory, load_weights: bool = True, **overrides):
     """
     from keras_hbehavemae.pretrainer import HBehaveMAE
 
-    directory = pathlib.Path(directory)
-    if not directory.is_dir():
-        raise FileNotFoundError(f"{directory}: preset folder not found")
+    directory = resolve_preset(directory)
     task = directory / TASK_CONFIG_FILE
     if not task.exists():
         return HBehaveMAE(load_backbone(directory, load_weights), **overrides)
