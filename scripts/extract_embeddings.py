@@ -1,0 +1,194 @@
+"""Extract per-frame embeddings of a trained hBehaveMAE encoder and write submission files.
+
+Implements SPEC §10: the encoder runs unmasked over edge-padded windows of every
+evaluation sequence ("exact": all stride-1 windows, averaged per frame; "fast": one
+centre token per window), each level is optionally reduced by PCA, and per level
+`test_submission_{k}.npy` (a NumPy-saved dict with `frame_number_map` and float32
+`embeddings`), `level_{k}.npy` and `frame_number_map.json` are written to
+`--output_dir`. See `keras_hbehavemae.embeddings`.
+
+Data (`--path_to_data_dir` is a file, read directly, or a folder):
+
+| --dataset | folder layout read | preprocessing |
+|---|---|---|
+| synthetic | `test.npy` (generated if absent) | (v − 425)/425 |
+| mabe_mice | `mouse_triplet_test.npy` | (v − 425)/425 |
+| shot7m2 | `test/test_dictionary_poses.npy` | joint selection only |
+| hbabel | `babel-smplh-30fps-male/val_proc_realigned_procrustes.pth.tar`, or `val.npy`/`val.pkl` | joint grouping only |
+| keypoints | `test/` if present, else the folder itself | none |
+
+`--split` overrides the split name (e.g. `train`). No augmentation is applied.
+
+Usage:
+    python scripts/extract_embeddings.py --preset presets/mabe --dataset mabe_mice \\
+        --path_to_data_dir data/mabe --output_dir embeddings/mabe --pca
+"""  # noqa: E501
+
+import json
+import os
+import sys
+import time
+
+from absl import app, flags
+
+DATASETS = ("synthetic", "mabe_mice", "shot7m2", "hbabel", "keypoints")
+MOUSE_DATASETS = ("synthetic", "mabe_mice")
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("preset", None, "Preset folder of the trained backbone "
+                    "(keras_hbehavemae.presets.save_to_preset).")
+flags.DEFINE_enum("dataset", "synthetic", DATASETS, "Which reader and preprocessing to use.")
+flags.DEFINE_string("path_to_data_dir", None, "A data file, or a folder laid out as in the "
+                    "table of the module docstring.")
+flags.DEFINE_string("split", None, "Split to read from a folder (default: test; hbabel: val).")
+flags.DEFINE_enum("mode", "exact", ("exact", "fast"), "exact: mean over all stride-1 windows "
+                  "(SPEC §10); fast: centre token of every 2nd window.")
+flags.DEFINE_bool("embedsum", None, "Mean over the H_k·W_k tokens instead of flattening them "
+                  "(default: on for the mouse datasets, off otherwise, as published).")
+flags.DEFINE_bool("pca", False, "Reduce levels with D above the limit by PCA fitted on the "
+                  "extracted embeddings (SPEC §10).")
+flags.DEFINE_integer("pca_dim", None, "PCA limit (default: the published one, 64 Shot7M2 and "
+                     "hBABEL, 128 MABe22 and synthetic; 64 for generic keypoints).")
+flags.DEFINE_integer("batch_size", 64, "Windows per backbone call (does not change results).")
+flags.DEFINE_string("output_dir", None, "Folder for the submission files.")
+flags.DEFINE_list("levels", None, "Comma-separated level indices (default: all).")
+flags.DEFINE_bool("combined", False, "Also write test_submission_combined.npy (the written "
+                  "levels concatenated).")
+flags.DEFINE_bool("fill_holes", False, "MABe hole filling (mouse datasets; off as published).")
+flags.mark_flags_as_required(["preset", "path_to_data_dir", "output_dir"])
+
+
+def _require(path: str) -> str:
+    if not os.path.exists(path):
+        raise FileNotFoundError(
+            f"{path}: not found; --dataset {FLAGS.dataset} expects it under --path_to_data_dir")
+    return path
+
+
+def _load_hbabel(path: str, expected_hw):
+    from keras_hbehavemae.data.readers import read_hbabel
+
+    if path.endswith(".pth.tar"):
+        try:
+            import joblib
+        except ImportError:
+            raise ValueError(f"{path}: the published hBABEL files are joblib pickles; install "
+                             "joblib, or save the list of dicts as a .npy file") from None
+        return read_hbabel(joblib.load(path), expected_hw=expected_hw)
+    return read_hbabel(path, expected_hw=expected_hw)
+
+
+def read_sequences(dataset: str, path: str, split: str | None, expected_hw, fill_holes: bool):
+    """The evaluation sequences of `dataset` under `path` (a file or a folder)."""
+    from keras_hbehavemae.data.readers import (
+        read_keypoint_arrays,
+        read_mabe_mouse_triplets,
+        read_shot7m2,
+    )
+
+    if fill_holes and dataset not in MOUSE_DATASETS:
+        raise ValueError("--fill_holes applies to the mouse datasets only")
+    is_file = os.path.isfile(path)
+    if not is_file and not os.path.isdir(path):
+        raise FileNotFoundError(f"{path}: no such file or folder (--path_to_data_dir)")
+    if dataset in MOUSE_DATASETS:
+        if not is_file:
+            if dataset == "synthetic":
+                from keras_hbehavemae.data.recipes import ensure_synthetic_dataset
+
+                ensure_synthetic_dataset(path)
+                path = _require(os.path.join(path, f"{split or 'test'}.npy"))
+            else:
+                path = _require(os.path.join(path, f"mouse_triplet_{split or 'test'}.npy"))
+        return read_mabe_mouse_triplets(path, fill_holes=fill_holes, expected_hw=expected_hw)
+    if dataset == "shot7m2":
+        if not is_file:
+            split = split or "test"
+            path = _require(os.path.join(path, split, f"{split}_dictionary_poses.npy"))
+        return read_shot7m2(path, expected_hw=expected_hw)
+    if dataset == "hbabel":
+        if not is_file:
+            split = split or "val"
+            candidates = [
+                os.path.join(path, "babel-smplh-30fps-male",
+                             f"{split}_proc_realigned_procrustes.pth.tar"),
+                os.path.join(path, f"{split}.npy"), os.path.join(path, f"{split}.pkl")]
+            found = [candidate for candidate in candidates if os.path.isfile(candidate)]
+            if not found:
+                raise FileNotFoundError(f"none of {candidates} exists (--dataset hbabel)")
+            path = found[0]
+        return _load_hbabel(path, expected_hw)
+    if not is_file:
+        split_folder = os.path.join(path, split or "test")
+        if split is not None:
+            path = _require(split_folder)
+        elif os.path.isdir(split_folder):
+            path = split_folder
+    return read_keypoint_arrays(path, expected_hw=expected_hw)
+
+
+def _write_json(path: str, content) -> None:
+    temporary = f"{path}.partial-{os.getpid()}"
+    with open(temporary, "w") as file:
+        json.dump(content, file, indent=2)
+        file.write("\n")
+    os.replace(temporary, path)
+
+
+def main(argv):
+    del argv
+    from keras_hbehavemae import embeddings
+    from keras_hbehavemae.data.normalisation import ArenaNormalisation
+    from keras_hbehavemae.presets import load_backbone
+
+    try:
+        backbone = load_backbone(FLAGS.preset)
+        input_size = tuple(int(v) for v in backbone.geometry.config.input_size)
+        sequences = read_sequences(FLAGS.dataset, FLAGS.path_to_data_dir, FLAGS.split,
+                                   input_size[1:], FLAGS.fill_holes)
+        levels = None if FLAGS.levels is None else [int(level) for level in FLAGS.levels]
+        mice = FLAGS.dataset in MOUSE_DATASETS
+        embedsum = mice if FLAGS.embedsum is None else FLAGS.embedsum
+        normalise = ArenaNormalisation() if mice else None
+        started = time.time()
+        frame_number_map, per_level = embeddings.embed_sequences(
+            backbone, sequences, levels=levels, mode=FLAGS.mode, embedsum=embedsum,
+            batch_size=FLAGS.batch_size, normalise=normalise)
+        seconds = time.time() - started
+        level_ids = list(range(len(per_level))) if levels is None else [
+            level % len(backbone.geometry.levels) for level in levels]
+        raw_dims = [int(level.shape[1]) for level in per_level]
+        limit = None
+        if FLAGS.pca:
+            limit = FLAGS.pca_dim or embeddings.pca_limit_for(FLAGS.dataset) or 64
+            per_level = embeddings.apply_pca_limit(per_level, limit)
+        paths = embeddings.write_submission(
+            FLAGS.output_dir, frame_number_map, dict(zip(level_ids, per_level, strict=True)),
+            combined=True if FLAGS.combined else None)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    summary = {
+        "preset": FLAGS.preset,
+        "dataset": FLAGS.dataset,
+        "path_to_data_dir": FLAGS.path_to_data_dir,
+        "mode": FLAGS.mode,
+        "embedsum": bool(embedsum),
+        "normalise": None if normalise is None else repr(normalise),
+        "levels": level_ids,
+        "dims_before_pca": raw_dims,
+        "pca_limit": limit,
+        "dims": [int(level.shape[1]) for level in per_level],
+        "sequences": len(frame_number_map),
+        "frames": int(per_level[0].shape[0]),
+        "seconds": round(seconds, 3),
+    }
+    _write_json(os.path.join(FLAGS.output_dir, "extraction.json"), summary)
+    print(f"wrote {len(paths)} files to {FLAGS.output_dir}: {summary['sequences']} sequences, "
+          f"{summary['frames']} frames, levels {level_ids}, dims {summary['dims']} "
+          f"({seconds:.1f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main)
