@@ -69,14 +69,18 @@ def parse_bool(value: Any, parameter: str = "value") -> bool:
     _fail(parameter, value, "expected a boolean (True/False)")
 
 
+def _split_values(value: Any, parameter: str, kind: str) -> list:
+    """Items of `"a b c"`, `"a,b,c"`, a list/tuple or an array."""
+    if isinstance(value, str):
+        return value.replace(",", " ").split()
+    if isinstance(value, Sequence) or hasattr(value, "tolist"):
+        return list(value.tolist() if hasattr(value, "tolist") else value)
+    _fail(parameter, value, f"expected a sequence of {kind}")
+
+
 def parse_int_sequence(value: Any, parameter: str) -> tuple[int, ...]:
     """Parses `"400 1 72"`, `"400,1,72"`, `[400, 1, 72]` into a tuple of ints."""
-    if isinstance(value, str):
-        parts = value.replace(",", " ").split()
-    elif isinstance(value, Sequence) or hasattr(value, "tolist"):
-        parts = list(value.tolist() if hasattr(value, "tolist") else value)
-    else:
-        _fail(parameter, value, "expected a sequence of integers")
+    parts = _split_values(value, parameter, "integers")
     result = []
     for part in parts:
         if isinstance(part, bool):
@@ -119,12 +123,7 @@ def parse_q_strides(value: Any) -> tuple[Triple, ...]:
 
 def parse_bool_sequence(value: Any, parameter: str) -> tuple[bool, ...]:
     """Parses `"True False False"`, `"True,False,False"` or a list of bools."""
-    if isinstance(value, str):
-        parts = value.replace(",", " ").split()
-    elif isinstance(value, Sequence) or hasattr(value, "tolist"):
-        parts = list(value.tolist() if hasattr(value, "tolist") else value)
-    else:
-        _fail(parameter, value, "expected a sequence of booleans")
+    parts = _split_values(value, parameter, "booleans")
     return tuple(parse_bool(part, parameter) for part in parts)
 
 
