@@ -78,14 +78,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import pathlib
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
 
 import numpy as np
 
+from keras_hbehavemae.atomic_files import write_atomically, write_text_atomically
 from keras_hbehavemae.data.sequences import KeypointSequences
 from keras_hbehavemae.data.windows import WindowPlan, extraction_windows
 
@@ -607,18 +605,6 @@ def apply_pca_limit(
 
 
 # ---------------------------------------------------------------- submission files
-def _write_atomically(path: pathlib.Path, write: Callable[[Any], None], mode: str = "wb") -> None:
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".partial-",
-                                         suffix=f"-{path.name}")
-    try:
-        with os.fdopen(handle, mode) as file:
-            write(file)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-
-
 def _checked_map(frame_number_map: Mapping[str, Sequence[int]]) -> dict[str, tuple[int, int]]:
     checked, expected_start = {}, 0
     for name, (start, end) in frame_number_map.items():
@@ -684,16 +670,15 @@ def write_submission(
     for key, array in checked:
         content = {"frame_number_map": dict(frame_map), "embeddings": array}
         submission = directory / f"test_submission_{key}.npy"
-        _write_atomically(submission, lambda file, c=content: np.save(file, c, allow_pickle=True))
+        write_atomically(submission, lambda temporary, c=content: np.save(
+            temporary, c, allow_pickle=True))
         plain = directory / f"level_{key}.npy"
-        _write_atomically(plain, lambda file, a=array: np.save(file, a, allow_pickle=False))
+        write_atomically(plain, lambda temporary, a=array: np.save(
+            temporary, a, allow_pickle=False))
         paths[f"submission_{key}"], paths[f"level_{key}"] = submission, plain
     map_path = directory / "frame_number_map.json"
-    _write_atomically(
-        map_path,
-        lambda file: file.write(json.dumps({n: list(r) for n, r in frame_map.items()}, indent=1)
-                                + "\n"),
-        mode="w")
+    write_text_atomically(
+        map_path, json.dumps({n: list(r) for n, r in frame_map.items()}, indent=1) + "\n")
     paths["frame_number_map"] = map_path
     return paths
 

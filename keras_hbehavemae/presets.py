@@ -30,11 +30,15 @@ from __future__ import annotations
 import datetime
 import importlib.resources
 import json
-import os
 import pathlib
-import tempfile
 
 import keras
+
+from keras_hbehavemae.atomic_files import (
+    write_atomically,
+    write_json_atomically,
+    write_text_atomically,
+)
 
 BUILTIN_PRESETS_PACKAGE = "keras_hbehavemae.builtin_presets"
 # In a source checkout the built-in presets live in the top-level `presets/` folder; an
@@ -89,29 +93,6 @@ def resolve_preset(preset) -> pathlib.Path:
         f"name. Available presets: {available}")
 
 
-def _write_atomically(path: pathlib.Path, write) -> None:
-    """Writes through a temporary file in the same folder, then renames it into place."""
-    # The temporary name keeps the full file name as its ending (Keras checks ".weights.h5").
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".partial-",
-                                         suffix=f"-{path.name}")
-    os.close(handle)
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-
-
-def _write_json(path: pathlib.Path, content) -> None:
-    def write(temporary):
-        with open(temporary, "w") as file:
-            json.dump(content, file, indent=2, sort_keys=True)
-            file.write("\n")
-
-    _write_atomically(path, write)
-
-
 def save_to_preset(model, directory, *, include_weights: bool = True,
                    metadata: dict | None = None, model_card: str | None = None) -> pathlib.Path:
     """Saves a backbone, or a pretrainer (backbone + task files), as a preset folder."""
@@ -120,13 +101,14 @@ def save_to_preset(model, directory, *, include_weights: bool = True,
     directory = pathlib.Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     backbone = getattr(model, "backbone", model)
-    _write_json(directory / CONFIG_FILE, keras.saving.serialize_keras_object(backbone))
+    write_json_atomically(directory / CONFIG_FILE, keras.saving.serialize_keras_object(backbone))
     if include_weights:
-        _write_atomically(directory / WEIGHTS_FILE, backbone.save_weights)
+        write_atomically(directory / WEIGHTS_FILE, backbone.save_weights)
     if model is not backbone:
-        _write_json(directory / TASK_CONFIG_FILE, keras.saving.serialize_keras_object(model))
+        write_json_atomically(directory / TASK_CONFIG_FILE,
+                              keras.saving.serialize_keras_object(model))
         if include_weights:
-            _write_atomically(directory / TASK_WEIGHTS_FILE, model.save_weights)
+            write_atomically(directory / TASK_WEIGHTS_FILE, model.save_weights)
     content = {
         "keras_hbehavemae_version": __version__,
         "keras_version": keras.__version__,
@@ -137,10 +119,9 @@ def save_to_preset(model, directory, *, include_weights: bool = True,
         "has_task": model is not backbone,
         **(metadata or {}),
     }
-    _write_json(directory / METADATA_FILE, content)
+    write_json_atomically(directory / METADATA_FILE, content)
     if model_card is not None:
-        _write_atomically(directory / MODEL_CARD_FILE,
-                          lambda temporary: pathlib.Path(temporary).write_text(model_card))
+        write_text_atomically(directory / MODEL_CARD_FILE, model_card)
     return directory
 
 

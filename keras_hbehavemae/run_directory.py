@@ -28,8 +28,14 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
+
+from keras_hbehavemae.atomic_files import (  # noqa: F401  (re-exported)
+    TEMPORARY_PREFIX,
+    write_atomically,
+    write_json_atomically,
+)
 
 RUN_CONFIG_FILE = "run_config.json"
 STATE_FILE = "state.json"
@@ -38,54 +44,9 @@ FINAL_METRICS_FILE = "final_metrics.json"
 PRESET_FOLDER = "preset"
 CHECKPOINT_PATTERN = "checkpoint-epoch{epoch:04d}.weights.h5"
 _CHECKPOINT_NAME = re.compile(r"^checkpoint-epoch(\d+)\.weights\.h5$")
-_TEMPORARY_PREFIX = ".partial-"
 
 # Sections of run_config.json that must match to resume; the rest is informational.
 COMPARED_SECTIONS = ("model", "training", "schedule", "data", "preset")
-
-
-def _fsync_directory(directory: str) -> None:
-    try:
-        handle = os.open(directory, os.O_RDONLY)
-    except OSError:  # not supported on every platform; the rename is still atomic
-        return
-    try:
-        os.fsync(handle)
-    except OSError:
-        pass
-    finally:
-        os.close(handle)
-
-
-def write_atomically(path: str, write: Callable[[str], Any]) -> None:
-    """Calls `write(temporary_path)`, then renames the temporary file to `path`.
-
-    The temporary file lives in the same folder (so the rename is atomic) and keeps the
-    file name as its ending (Keras checks for `.weights.h5`). If `write` fails, the
-    temporary file is removed, `path` is untouched and the error propagates.
-    """
-    directory = os.path.dirname(os.path.abspath(path))
-    handle, temporary = tempfile.mkstemp(
-        dir=directory, prefix=_TEMPORARY_PREFIX, suffix=f"-{os.path.basename(path)}")
-    os.close(handle)
-    try:
-        write(temporary)
-        with open(temporary, "rb") as file:
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-        _fsync_directory(directory)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-
-
-def write_json_atomically(path: str, content: Any) -> None:
-    def write(temporary: str) -> None:
-        with open(temporary, "w") as file:
-            json.dump(content, file, indent=2, sort_keys=True)
-            file.write("\n")
-
-    write_atomically(path, write)
 
 
 def read_json(path: str) -> Any:
@@ -101,7 +62,7 @@ def save_weights_atomically(model, path: str) -> None:
 def remove_partial_files(directory: str) -> None:
     """Deletes temporary files that a killed process left behind."""
     for name in os.listdir(directory):
-        if name.startswith(_TEMPORARY_PREFIX):
+        if name.startswith(TEMPORARY_PREFIX):
             os.remove(os.path.join(directory, name))
 
 
@@ -116,7 +77,7 @@ def check_writable(directory: str, flag: str) -> None:
     """
     try:
         os.makedirs(directory, exist_ok=True)
-        handle, probe = tempfile.mkstemp(dir=directory, prefix=_TEMPORARY_PREFIX)
+        handle, probe = tempfile.mkstemp(dir=directory, prefix=TEMPORARY_PREFIX)
         os.close(handle)
         os.remove(probe)
     except OSError as error:
