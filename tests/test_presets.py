@@ -145,3 +145,29 @@ def test_installed_wheel_loads_a_preset_by_name(tmp_path):
     assert lines[0].startswith(str(venv)), f"imported from {lines[0]}, not the installed wheel"
     assert "hbehavemae_shot7m2" in lines[1]
     assert lines[2] == "8624814"
+
+
+def synthetic_windows(num_frames: int, seed: int = 123) -> np.ndarray:
+    """Held-out synthetic windows (a seed the preset never saw), normalised as in training."""
+    from keras_hbehavemae.data.synthetic import generate_synthetic_behaviour
+
+    data = generate_synthetic_behaviour(2, 2 * num_frames, seed=seed)
+    windows = []
+    for sequence in data["sequences"].values():
+        keypoints = sequence["keypoints"].reshape(2 * num_frames, 3, 24)
+        windows += [keypoints[:num_frames], keypoints[num_frames:]]
+    return ((np.stack(windows) - 425.0) / 425.0).astype("float32")
+
+
+def test_trained_synthetic_preset_beats_an_untrained_model():
+    trained = HBehaveMAE.from_preset("hbehavemae_synthetic_mice")
+    assert trained.count_params() == trained.geometry.parameter_counts["total"]
+    untrained = HBehaveMAE.from_preset("hbehavemae_synthetic_mice", load_weights=False)
+    x = synthetic_windows(trained.config_object.input_size[0])
+    units, kept = trained.geometry.num_mask_units, trained.geometry.num_kept_units
+    mask = np.zeros((len(x), units), bool)
+    mask[:, np.linspace(0, units - 1, kept).round().astype(int)] = True  # spread-out kept units
+    losses = [float(to_numpy(model.compute_pretraining_loss(x, model(x, unit_mask=mask))))
+              for model in (trained, untrained)]
+    assert np.isfinite(losses).all()
+    assert losses[0] < 0.5 * losses[1], losses
