@@ -30,7 +30,11 @@ import warnings
 
 from absl import app, flags
 
-# Published settings per dataset (SPEC §7, §8); "synthetic" is the small default run.
+# Defaults per dataset. The published datasets take their architecture, decoder and
+# masking from `keras_hbehavemae.report.PUBLISHED_CONFIGURATIONS` (SPEC §7), looked up
+# only when needed because importing the package loads Keras; their training settings
+# (SPEC §8) are here. "synthetic" is the small default run.
+PUBLISHED_ARCHITECTURE = {"mabe_mice": "mabe22", "shot7m2": "shot7m2", "hbabel": "hbabel"}
 DATASET_DEFAULTS = {
     "synthetic": dict(
         input_size="300,3,24", patch_kernel="3,1,24", stages="1,2,1", q_strides="5,1,1;1,3,1",
@@ -38,24 +42,12 @@ DATASET_DEFAULTS = {
         out_embed_dims="32,48,64", decoder_embed_dim=64, decoder_depth=1, decoder_num_heads=1,
         decoding_strategy="multi", norm_loss=True, mask_ratio=0.75, batch_size=32, epochs=8,
         warmup_epochs=1, blr=4e-3, data_augment=False),
-    "mabe_mice": dict(
-        input_size="900,3,24", patch_kernel="3,1,24", stages="3,4,5", q_strides="5,1,1;1,3,1",
-        mask_unit_attn="True,False,False", init_embed_dim=128, init_num_heads=2,
-        out_embed_dims="128,192,256", decoder_embed_dim=128, decoder_depth=1,
-        decoder_num_heads=1, decoding_strategy="multi", norm_loss=True, mask_ratio=0.875,
-        batch_size=768, epochs=200, warmup_epochs=40, blr=1.6e-4, data_augment=True),
-    "shot7m2": dict(
-        input_size="400,1,72", patch_kernel="2,1,3", stages="2,3,4", q_strides="2,1,4;2,1,6",
-        mask_unit_attn="True,False,False", init_embed_dim=96, init_num_heads=2,
-        out_embed_dims="78,128,256", decoder_embed_dim=128, decoder_depth=1,
-        decoder_num_heads=1, decoding_strategy="single", norm_loss=False, mask_ratio=0.70,
-        batch_size=512, epochs=200, warmup_epochs=40, blr=1.6e-4, data_augment=False),
-    "hbabel": dict(
-        input_size="450,1,75", patch_kernel="3,1,75", stages="2,3,4", q_strides="5,1,1;3,1,1",
-        mask_unit_attn="True,False,False", init_embed_dim=128, init_num_heads=2,
-        out_embed_dims="64,96,128", decoder_embed_dim=128, decoder_depth=1,
-        decoder_num_heads=1, decoding_strategy="multi", norm_loss=False, mask_ratio=0.75,
-        batch_size=512, epochs=200, warmup_epochs=40, blr=1.6e-4, data_augment=False),
+    "mabe_mice": dict(batch_size=768, epochs=200, warmup_epochs=40, blr=1.6e-4,
+                      data_augment=True),
+    "shot7m2": dict(batch_size=512, epochs=200, warmup_epochs=40, blr=1.6e-4,
+                    data_augment=False),
+    "hbabel": dict(batch_size=512, epochs=200, warmup_epochs=40, blr=1.6e-4,
+                   data_augment=False),
     # Generic arrays: the architecture flags are required; decoder and training as published.
     "keypoints": dict(
         init_num_heads=2, decoder_embed_dim=128, decoder_depth=1, decoder_num_heads=1,
@@ -154,8 +146,18 @@ def _setting(flag_values, name: str):
     """The flag's value if given, else the dataset's published default."""
     value = flag_values[name].value
     if value is None:
-        value = DATASET_DEFAULTS[flag_values.dataset].get(name)
+        value = dataset_defaults(flag_values.dataset).get(name)
     return value
+
+
+def dataset_defaults(dataset: str) -> dict:
+    """The published (or default-run) settings of `dataset`."""
+    defaults = DATASET_DEFAULTS[dataset]
+    if dataset in PUBLISHED_ARCHITECTURE:
+        from keras_hbehavemae.report import PUBLISHED_CONFIGURATIONS
+
+        defaults = {**PUBLISHED_CONFIGURATIONS[PUBLISHED_ARCHITECTURE[dataset]], **defaults}
+    return defaults
 
 
 def model_config(flag_values):
