@@ -11,12 +11,15 @@ Inputs:
   --baseline_keypoints  optional `.npy` [N_frames, F] raw normalised keypoints in the
                 labels' frame order, probed as an extra column.
 
+The extraction script writes `labels.npy` and `keypoints.npy` next to the embeddings when
+its data carries labels; `--labels` and `--baseline_keypoints` default to those files.
+
 Outputs in --output_dir: probe_table.md, probe_table.csv, probe_results.json (every
 α and seed) and probe_heatmap.png (needs matplotlib).
 
 Usage:
     python scripts/evaluate.py --embeddings runs/demo/embeddings \\
-        --labels runs/demo/labels.npy --output_dir runs/demo/probes
+        --output_dir runs/demo/probes      # labels.npy, keypoints.npy found there
     python scripts/evaluate.py ... --evaluation_sequences public_test.json   # published
         # protocol: those clips are scored, the others are split per seed for fitting
 """
@@ -31,9 +34,10 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("embeddings", None, "Folder of level_{k}.npy + frame_number_map.json, "
                     "or of test_submission_{k}.npy dicts.")
 flags.DEFINE_string("labels", None, "Labels .npy dict (frame_number_map, label_array, "
-                    "vocabulary, task_type).")
+                    "vocabulary, task_type). Default: labels.npy in --embeddings.")
 flags.DEFINE_string("baseline_keypoints", None, "Optional .npy [N_frames, F] raw normalised "
-                    "keypoints aligned with the labels' frame_number_map.")
+                    "keypoints aligned with the labels' frame_number_map. Default: "
+                    "keypoints.npy in --embeddings, if present; 'none' to skip.")
 flags.DEFINE_string("output_dir", None, "Where the tables and the heat map go.")
 flags.DEFINE_list("seeds", ["41", "42", "43"], "Split seeds (one probe per seed and α).")
 flags.DEFINE_list("alphas", ["0.1", "0.5", "1", "2", "5"], "Ridge penalties.")
@@ -46,7 +50,23 @@ flags.DEFINE_string("evaluation_sequences", None, "Optional JSON list of sequenc
 flags.DEFINE_list("tasks", None, "Only these tasks (default: all of the labels file).")
 flags.DEFINE_bool("standardize", False, "Scale features to unit variance before the ridge "
                   "(the published protocol uses raw embeddings).")
-flags.mark_flags_as_required(["embeddings", "labels", "output_dir"])
+flags.mark_flags_as_required(["embeddings", "output_dir"])
+
+
+def _default_inputs(embeddings: str, labels: str | None, baseline: str | None):
+    """The labels and baseline files: as given, or the extraction script's files."""
+    if labels is None:
+        labels = os.path.join(embeddings, "labels.npy")
+        if not os.path.isfile(labels):
+            raise FileNotFoundError(
+                f"{labels}: not found; pass --labels (the extraction script writes labels.npy "
+                "only when its data carries labels)")
+    if baseline is None:
+        candidate = os.path.join(embeddings, "keypoints.npy")
+        baseline = candidate if os.path.isfile(candidate) else None
+    elif baseline.lower() == "none":
+        baseline = None
+    return labels, baseline
 
 
 def main(argv):
@@ -56,7 +76,9 @@ def main(argv):
     from keras_hbehavemae import probes
 
     try:
-        labels = probes.load_labels_file(FLAGS.labels)
+        labels_path, baseline_path = _default_inputs(
+            FLAGS.embeddings, FLAGS.labels, FLAGS.baseline_keypoints)
+        labels = probes.load_labels_file(labels_path)
         levels, maps = probes.load_embedding_folder(FLAGS.embeddings)
         frame_map = labels.frame_number_map
         for level in levels:
@@ -65,8 +87,8 @@ def main(argv):
                       "realigning by sequence name", file=sys.stderr)
             levels[level] = probes.align_frames(levels[level], maps[level], frame_map)
         baseline = None
-        if FLAGS.baseline_keypoints:
-            baseline = np.load(FLAGS.baseline_keypoints)
+        if baseline_path:
+            baseline = np.load(baseline_path)
             baseline = baseline.reshape(baseline.shape[0], -1).astype(np.float32)
         evaluation = None
         if FLAGS.evaluation_sequences:

@@ -7,6 +7,12 @@ centre token per window), each level is optionally reduced by PCA, and per level
 `embeddings`), `level_{k}.npy` and `frame_number_map.json` are written to
 `--output_dir`. See `keras_hbehavemae.embeddings`.
 
+When the sequences carry per-frame labels (the synthetic data does), the folder also gets
+`labels.npy` (the published labels layout, read by `scripts/evaluate.py`) and
+`keypoints.npy`: the raw keypoints `[N_frames, H·W]` after the same normalisation the
+encoder sees, in the same frame order. `scripts/evaluate.py` finds both there and probes
+the keypoints as the raw-keypoint baseline.
+
 Data (`--path_to_data_dir` is a file, read directly, or a folder):
 
 | --dataset | folder layout read | preprocessing |
@@ -24,7 +30,6 @@ Usage:
         --path_to_data_dir data/mabe --output_dir embeddings/mabe --pca
 """  # noqa: E501
 
-import json
 import os
 import sys
 import time
@@ -55,6 +60,8 @@ flags.DEFINE_list("levels", None, "Comma-separated level indices (default: all).
 flags.DEFINE_bool("combined", False, "Also write test_submission_combined.npy (the written "
                   "levels concatenated).")
 flags.DEFINE_bool("fill_holes", False, "MABe hole filling (mouse datasets; off as published).")
+flags.DEFINE_bool("write_labels", True, "If the sequences carry labels, also write labels.npy "
+                  "and the raw-keypoint baseline keypoints.npy for scripts/evaluate.py.")
 flags.mark_flags_as_required(["preset", "path_to_data_dir", "output_dir"])
 
 
@@ -127,17 +134,35 @@ def read_sequences(dataset: str, path: str, split: str | None, expected_hw, fill
     return read_keypoint_arrays(path, expected_hw=expected_hw)
 
 
-def _write_json(path: str, content) -> None:
-    temporary = f"{path}.partial-{os.getpid()}"
-    with open(temporary, "w") as file:
-        json.dump(content, file, indent=2)
-        file.write("\n")
-    os.replace(temporary, path)
+def write_labels_and_baseline(sequences, output_dir: str, normalise) -> list[str]:
+    """Writes `labels.npy` and `keypoints.npy` (the probe baseline) next to the embeddings.
+
+    Returns the paths written; nothing when the sequences carry no labels.
+    """
+    import numpy as np
+
+    from keras_hbehavemae.atomic_files import write_atomically
+    from keras_hbehavemae.probes import write_labels_file
+
+    if not sequences.label_names:
+        return []
+    os.makedirs(output_dir, exist_ok=True)
+    labels_path = os.path.join(output_dir, "labels.npy")
+    write_atomically(labels_path, lambda path: write_labels_file(sequences, path))
+    # [N_frames, H, W] in frame_number_map order -> [N_frames, H·W]
+    keypoints = np.concatenate(sequences.keypoints, axis=0)
+    keypoints = keypoints.reshape(keypoints.shape[0], -1)
+    if normalise is not None:
+        keypoints = np.asarray(normalise(keypoints), dtype=np.float32)
+    keypoints_path = os.path.join(output_dir, "keypoints.npy")
+    write_atomically(keypoints_path, lambda path: np.save(path, keypoints))
+    return [labels_path, keypoints_path]
 
 
 def main(argv):
     del argv
     from keras_hbehavemae import embeddings
+    from keras_hbehavemae.atomic_files import write_json_atomically
     from keras_hbehavemae.data.normalisation import ArenaNormalisation
     from keras_hbehavemae.presets import load_backbone
 
@@ -165,6 +190,9 @@ def main(argv):
         paths = embeddings.write_submission(
             FLAGS.output_dir, frame_number_map, dict(zip(level_ids, per_level, strict=True)),
             combined=True if FLAGS.combined else None)
+        if FLAGS.write_labels:
+            extra = write_labels_and_baseline(sequences, FLAGS.output_dir, normalise)
+            paths.update({os.path.basename(path): path for path in extra})
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -183,7 +211,7 @@ def main(argv):
         "frames": int(per_level[0].shape[0]),
         "seconds": round(seconds, 3),
     }
-    _write_json(os.path.join(FLAGS.output_dir, "extraction.json"), summary)
+    write_json_atomically(os.path.join(FLAGS.output_dir, "extraction.json"), summary)
     print(f"wrote {len(paths)} files to {FLAGS.output_dir}: {summary['sequences']} sequences, "
           f"{summary['frames']} frames, levels {level_ids}, dims {summary['dims']} "
           f"({seconds:.1f} s)")

@@ -72,6 +72,11 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
                       "Dataset; the other defaults follow it (published settings).", **fv)
     flags.DEFINE_string("path_to_data_dir", None, "Data folder (synthetic: generated there if "
                         "empty; default OUTPUT_DIR/data).", **fv)
+    flags.DEFINE_list("synthetic_sequences", ["32", "8"], "Synthetic data only: training and "
+                      "test sequences (1800 frames each) generated into an empty data folder.",
+                      **fv)
+    flags.DEFINE_integer("synthetic_frames", 1800, "Synthetic data only: frames per generated "
+                         "sequence.", lower_bound=1, **fv)
     flags.DEFINE_enum("model", "hbehavemae", ["hbehavemae", "behavemae"],
                       "hbehavemae, or behavemae: the non-hierarchical baseline.", **fv)
     for name, meaning in (
@@ -217,7 +222,14 @@ def pretraining_data(flag_values, config):
     path = flag_values.path_to_data_dir
     if flag_values.dataset == "synthetic":
         path = path or os.path.join(flag_values.output_dir, "data")
-        ensure_synthetic_dataset(path, seed=flag_values.seed)
+        counts = [int(value) if value.strip().isdigit() else 0
+                  for value in flag_values.synthetic_sequences]
+        if len(counts) != 2 or min(counts) < 1:
+            raise ValueError(f"synthetic_sequences: {flag_values.synthetic_sequences} is invalid: "
+                             "give two positive counts, training and test, e.g. 32,8")
+        ensure_synthetic_dataset(path, seed=flag_values.seed, num_train_sequences=counts[0],
+                                 num_test_sequences=counts[1],
+                                 num_frames_per_sequence=flag_values.synthetic_frames)
     elif path is None:
         raise ValueError(f"--dataset {flag_values.dataset} needs --path_to_data_dir")
     return load_pretraining_data(

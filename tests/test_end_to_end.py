@@ -1,0 +1,89 @@
+"""The documented end-to-end command sequence (README, "Evaluate a pretrained model"), at a
+tiny size: pretrain on synthetic data, extract embeddings, probe every level against the
+raw-keypoint baseline, plot the training curves and a reconstruction. Each step runs as a
+subprocess on the current backend, exactly as a user would type it."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY_ARCHITECTURE = ["--input_size=24,3,24", "--patch_kernel=3,1,24", "--stages=1,1",
+                     "--q_strides=2,1,1", "--mask_unit_attn=True,False", "--init_embed_dim=8",
+                     "--out_embed_dims=8,16", "--decoder_embed_dim=8"]
+LEVELS = ("level_0", "level_1")
+TASKS = ("action", "activity", "cohesion", "moveme")
+
+
+def run_script(name, *arguments, environment):
+    completed = subprocess.run([sys.executable, os.path.join(REPOSITORY, "scripts", name),
+                                *arguments], cwd=REPOSITORY, env=environment,
+                               capture_output=True, text=True, timeout=600)
+    assert completed.returncode == 0, f"{name} failed:\n{completed.stderr[-3000:]}"
+    return completed
+
+
+@pytest.fixture(scope="module")
+def end_to_end(tmp_path_factory):
+    """Runs the whole sequence once and returns the run folder."""
+    pytest.importorskip("matplotlib")
+    run = tmp_path_factory.mktemp("end_to_end")
+    environment = {**os.environ, "KERAS_BACKEND": keras.config.backend(),
+                   "XLA_FLAGS": "--xla_backend_optimization_level=0"}
+    run_script("pretrain.py", f"--output_dir={run}", "--synthetic_sequences=8,8",
+               "--synthetic_frames=400", "--epochs=2",
+               "--warmup_epochs=1", "--steps_per_epoch=6", "--batch_size=8",
+               *TINY_ARCHITECTURE, environment=environment)
+    run_script("extract_embeddings.py", f"--preset={run / 'preset'}",
+               f"--path_to_data_dir={run / 'data'}", "--noembedsum", "--batch_size=256",
+               f"--output_dir={run / 'embeddings'}", environment=environment)
+    run_script("evaluate.py", f"--embeddings={run / 'embeddings'}",
+               f"--output_dir={run / 'probes'}", environment=environment)
+    run_script("plot_training.py", f"--log={run / 'metrics.jsonl'}",
+               f"--output={run / 'training.png'}", environment=environment)
+    run_script("plot_reconstruction.py", f"--preset={run / 'preset'}",
+               f"--data={run / 'data' / 'test.npy'}", "--sequence=0", "--start=100",
+               "--keypoints=0,1", f"--output={run / 'reconstruction.png'}",
+               environment=environment)
+    return run
+
+
+def test_extraction_writes_levels_labels_and_baseline(end_to_end):
+    folder = end_to_end / "embeddings"
+    frame_map = json.loads((folder / "frame_number_map.json").read_text())
+    frames = max(end for _, end in frame_map.values())
+    assert len(frame_map) == 8 and frames == 8 * 400
+    # Flattened (no embedsum): level 0 keeps the 3 mice apart, level 1 too (no pooling on H).
+    assert np.load(folder / "level_0.npy").shape == (frames, 3 * 8)
+    assert np.load(folder / "level_1.npy").shape == (frames, 3 * 16)
+    keypoints = np.load(folder / "keypoints.npy")
+    assert keypoints.shape == (frames, 72)
+    assert -1.0 <= keypoints.min() and keypoints.max() <= 1.0  # arena-normalised
+    labels = np.load(folder / "labels.npy", allow_pickle=True).item()
+    assert sorted(labels["vocabulary"]) == sorted(TASKS)
+    assert labels["label_array"].shape == (4, frames)
+
+
+def test_probe_table_has_every_level_and_the_baseline(end_to_end):
+    with open(end_to_end / "probes" / "probe_table.csv", newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert sorted(row["task"] for row in rows) == sorted(TASKS)
+    for row in rows:
+        for column in (*LEVELS, "raw_keypoints"):
+            score = float(row[column])
+            assert np.isfinite(score) and score >= 0.0, (row, column)
+            if row["task"] != "cohesion":  # F1 scores; cohesion is an MSE
+                assert score <= 1.0
+
+
+def test_pictures_are_written(end_to_end):
+    for name in ("probes/probe_heatmap.png", "training.png", "reconstruction.png"):
+        path = end_to_end / name
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+        assert path.stat().st_size > 10_000, name
