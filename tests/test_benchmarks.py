@@ -1,0 +1,166 @@
+"""The benchmark scripts (`benchmarks/`) at tiny size: they run and report every figure.
+
+Behaviour only: no test here checks a speed. The scripts run in subprocesses under the
+current KERAS_BACKEND, so each CI leg checks its own backend once.
+"""
+
+import json
+import math
+import os
+import pathlib
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+BENCHMARKS = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+
+import benchmark_common  # noqa: E402
+import machine_peak  # noqa: E402
+
+BACKEND = keras.config.backend()
+
+TRAIN_FIELDS = ("steps_per_second", "samples_per_second", "train_gflop_per_sample",
+                "achieved_gflops", "machine_matmul_gflops", "ratio_to_machine_matmul",
+                "peak_rss_mib", "compile_seconds", "device_utilisation")
+EXTRACT_FIELDS = ("samples_per_second", "encoder_gflop_per_sample", "achieved_gflops",
+                  "machine_matmul_gflops", "ratio_to_machine_matmul", "exact_seconds",
+                  "fast_seconds", "strided_seconds", "exact_seconds_per_1800_frames",
+                  "fast_seconds_per_1800_frames", "strided_seconds_per_1800_frames",
+                  "exact_over_fast", "exact_over_strided", "exact_over_windows_1800_fast",
+                  "exact_over_windows_1800_strided", "peak_rss_mib")
+# The tiny gpu_check.sh (parity, then bf16 and f32 training) runs in the torch leg, where
+# it is quickest; JAX compiles the train step once per precision (~200 s on 2 cores). It
+# runs the same train_speed.py as the per-backend test below.
+GPU_CHECK_BACKEND = "torch"
+
+
+def _environment():
+    return dict(os.environ, KERAS_BACKEND=BACKEND, PYTHONPATH=str(BENCHMARKS))
+
+
+def _run(command, timeout, **environment):
+    result = subprocess.run(command, cwd=BENCHMARKS.parent, env={**_environment(), **environment},
+                            capture_output=True, text=True, timeout=timeout)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    return output
+
+
+def _assert_positive(figures, fields):
+    for field in fields:
+        value = figures[field]
+        assert isinstance(value, int | float) and math.isfinite(value) and value > 0, field
+
+
+@pytest.fixture(scope="module")
+def gpu_check(tmp_path_factory):
+    """`SIZE=tiny gpu_check.sh` for this backend: parity subset, then bf16 and f32 training."""
+    if BACKEND != GPU_CHECK_BACKEND:
+        pytest.skip(f"the tiny gpu_check.sh runs in the {GPU_CHECK_BACKEND} leg")
+    folder = tmp_path_factory.mktemp("gpu_check")
+    output = _run(["bash", str(BENCHMARKS / "gpu_check.sh")], timeout=1500, SIZE="tiny",
+                  BACKENDS=BACKEND, OUT_DIR=str(folder))
+    return output, json.loads((folder / f"train_{BACKEND}.json").read_text())
+
+
+def test_gpu_check_tiny_names_the_figures(gpu_check):
+    output, _ = gpu_check
+    assert f"=== {BACKEND}: parity, float32 at highest matmul precision" in output
+    assert "highest_precision probe" in output and "(full float32)" in output
+    assert " passed" in output and "failed" not in output
+    for figure in ("samples_per_second", "device_utilisation", "ratio_to_machine_matmul",
+                   "max_step_relative_difference", "peak_rss_mib"):
+        assert f"{figure}: " in output, figure
+    assert "== train_speed mixed_bfloat16" in output and "== train_speed float32" in output
+    summary = output[output.index("=== summary"):]
+    assert f"{BACKEND:10s} mixed_bfloat16" in summary and f"{BACKEND:10s} float32" in summary
+    assert "TIMEOUT" not in output and "SKIPPED" not in output
+
+
+def test_train_speed_json(gpu_check):
+    _, result = gpu_check
+    runs = {run["precision"]: run for run in result["runs"]}
+    assert set(runs) == {"mixed_bfloat16", "float32"}
+    for run in runs.values():
+        _assert_positive(run, TRAIN_FIELDS)
+        assert run["backend"] == BACKEND and run["config"] == "tiny"
+        assert len(run["losses"]) == run["warmup_steps"] + run["steps"]
+        assert all(math.isfinite(loss) and loss > 0 for loss in run["losses"])
+    comparison = result["loss_comparison"]
+    assert comparison["steps_compared"] == len(runs["float32"]["losses"])
+    assert 0 <= comparison["max_step_relative_difference"] < 0.5
+    # The same seed gives the same data, masks and initial weights in both precisions.
+    assert runs["mixed_bfloat16"]["losses"][0] == pytest.approx(runs["float32"]["losses"][0],
+                                                                rel=0.05)
+
+
+def test_train_speed_runs_on_this_backend(tmp_path):
+    output_file = tmp_path / "train.json"
+    output = _run([sys.executable, str(BENCHMARKS / "train_speed.py"), "--config", "tiny",
+                   "--batch_size", "4", "--steps", "2", "--warmup_steps", "1",
+                   "--matmul_size", "256", "--output", str(output_file)], timeout=900)
+    assert "ratio_to_machine_matmul: " in output
+    run = json.loads(output_file.read_text())  # one precision: the run's figures
+    _assert_positive(run, TRAIN_FIELDS[:-1])
+    assert run["backend"] == BACKEND and run["precision"] == "float32"
+    assert len(run["losses"]) == 3 and all(math.isfinite(loss) for loss in run["losses"])
+
+
+def test_extract_speed_json(tmp_path):
+    output_file = tmp_path / "extract.json"
+    output = _run([sys.executable, str(BENCHMARKS / "extract_speed.py"), "--config", "tiny",
+                   "--batch_size", "8", "--steps", "2", "--warmup_steps", "1",
+                   "--sequence_frames", "40", "--output", str(output_file)], timeout=600)
+    assert "exact_over_strided: " in output
+    figures = json.loads(output_file.read_text())
+    _assert_positive(figures, EXTRACT_FIELDS)
+    assert figures["exact_windows"] == 40 + 32 - 1 and figures["fast_windows"] == 20
+    assert figures["strided_windows"] == 9  # ⌈71 / 8⌉, window stride 32 // 4
+    assert figures["projected_from_frames"] is True
+    for mode in ("fast", "strided"):
+        assert len(figures[f"{mode}_per_level_difference"]) == 3
+        assert (figures[f"{mode}_exact_max_abs_difference"]
+                >= figures[f"{mode}_exact_mean_abs_difference"])
+
+
+def test_per_step_losses_undo_the_running_mean():
+    losses = [3.0, 1.0, 2.0, 0.5]
+    running = np.cumsum(losses) / np.arange(1, 5)
+    assert benchmark_common.per_step_losses(list(running)) == pytest.approx(losses)
+
+
+def test_loss_comparison():
+    comparison = benchmark_common.loss_comparison([1.0, 2.0, 4.0], [1.0, 2.2, 4.0])
+    assert comparison["steps_compared"] == 3
+    assert comparison["max_step_relative_difference"] == pytest.approx(0.1)
+    assert comparison["mean_step_relative_difference"] == pytest.approx(0.1 / 3)
+    assert comparison["mean_loss_relative_difference"] == pytest.approx(0.2 / 7)
+
+
+def test_random_walk_windows_are_seeded_and_standardised():
+    first = benchmark_common.random_walk_windows(3, (16, 2, 3), seed=1)
+    assert first.shape == (3, 16, 2, 3) and first.dtype == np.float32
+    np.testing.assert_array_equal(first, benchmark_common.random_walk_windows(3, (16, 2, 3), 1))
+    assert abs(float(first.mean())) < 1e-5 and float(first.std()) == pytest.approx(1, rel=1e-4)
+
+
+def test_benchmark_configs_come_from_the_presets():
+    from keras_hbehavemae.geometry import compute_geometry
+
+    shot = compute_geometry(benchmark_common.benchmark_config("shot7m2"))
+    assert shot.config.input_size == (400, 1, 72) and shot.config.mask_ratio == 0.7
+    assert shot.config.decoding_strategy == "single" and shot.num_kept_units == 15
+    mabe = benchmark_common.benchmark_config("mabe22")
+    assert mabe.input_size == (900, 3, 24) and mabe.decoding_strategy == "multi"
+    with pytest.raises(ValueError, match="config must be one of"):
+        benchmark_common.benchmark_config("hbabel_typo")
+
+
+def test_machine_peak_helpers():
+    assert machine_peak.matmul_flops(2048) == 2 * 2048**3
+    assert machine_peak.numpy_matmul_gflops(size=128, repeats=2, warmup=1) > 0
+    assert machine_peak.peak_rss_bytes() > 2**20

@@ -1,0 +1,102 @@
+"""Analytic FLOP counts (`keras_hbehavemae.flop_count`): published sizes and a hand count."""
+
+import pytest
+
+from keras_hbehavemae import flop_count
+from keras_hbehavemae.config import HBehaveMAEConfig
+from keras_hbehavemae.geometry import compute_geometry
+from keras_hbehavemae.report import published_configuration
+
+# A configuration small enough to count by hand: input (8, 1, 4), patch (2, 1, 2) → token
+# grid (4, 1, 2), N0 = 8; one pooling stride (2, 1, 2) → mask unit of 4 tokens, U = 2;
+# mask ratio 0.5 → K = 1; widths 8 → 16 (2 → 4 heads); out dims 4, 4; decoder 8/1/1.
+HAND = HBehaveMAEConfig(
+    input_size=(8, 1, 4), patch_kernel=(2, 1, 2), stages=(1, 1), q_strides="2,1,2",
+    out_embed_dims=(4, 4), init_embed_dim=8, decoder_embed_dim=8, decoding_strategy="multi",
+    mask_ratio=0.5)
+
+
+def test_dense_and_attention_formulas():
+    assert flop_count.dense_flops(3, 5, 7) == 2 * 3 * 5 * 7
+    # q·kᵀ and attn·v, each 2·q·k·D per window.
+    assert flop_count.attention_flops(windows=3, queries=2, keys=5, dim=4) == 3 * 2 * (
+        2 * 2 * 5 * 4)
+
+
+def test_hand_counted_full_encoder():
+    geometry = compute_geometry(HAND)
+    parts = flop_count.encoder_forward_breakdown(geometry)
+    patch = 2 * 8 * 4 * 8  # 8 tokens, 2·1·2 inputs → 8 channels
+    # Block 0: 8 tokens, 8 → 8, mask-unit attention in 2 windows of 4 tokens.
+    block0 = (2 * 8 * 8 * 24  # qkv
+              + 2 * (2 * 2 * 4 * 4 * 8)  # scores and values
+              + 2 * 8 * 8 * 8  # attention projection
+              + 2 * (2 * 8 * 8 * 32))  # fc1 + fc2
+    # Block 1: 8 → 2 tokens (query stride 4), 8 → 16, mask-unit attention (lag-by-one) in
+    # 2 windows of 1 query × 4 keys, projected residual on the 8 input tokens.
+    block1 = (2 * 8 * 8 * 48 + 2 * 8 * 8 * 16 + 2 * (2 * 2 * 1 * 4 * 16) + 2 * 2 * 16 * 16
+              + 2 * (2 * 2 * 16 * 64))
+    projections = [2 * 8 * 8 * 4, 2 * 2 * 16 * 4]  # level grids (4, 1, 2) and (2, 1, 1)
+    assert parts == {"patch_embedding": patch, "blocks/0": block0, "blocks/1": block1,
+                     "projections/0": projections[0], "projections/1": projections[1]}
+    assert (patch, block0, block1) == (512, 13312, 17920)
+    assert flop_count.encoder_forward_flops(geometry) == 32512
+
+
+def test_hand_counted_training_step():
+    geometry = compute_geometry(HAND)
+    assert (geometry.num_mask_units, geometry.num_kept_units, geometry.pred_stride) == (2, 1, 8)
+    # Masked pass: the 4 tokens of the one kept unit.
+    patch = 2 * 4 * 4 * 8
+    block0 = 2 * 4 * 8 * 24 + 2 * (2 * 1 * 4 * 4 * 8) + 2 * 4 * 8 * 8 + 2 * (2 * 4 * 8 * 32)
+    block1 = (2 * 4 * 8 * 48 + 2 * 4 * 8 * 16 + 2 * (2 * 1 * 1 * 4 * 16) + 2 * 1 * 16 * 16
+              + 2 * (2 * 1 * 16 * 64))
+    projections = 2 * 4 * 8 * 4 + 2 * 1 * 16 * 4  # K·|m_0| = 4 and K·|m_1| = 1 tokens
+    assert flop_count.masked_encoder_forward_flops(geometry) == (
+        patch + block0 + block1 + projections) == 16256
+    # Fusion head 0: a Dense over the kept unit's (2, 1, 2) window of 4 channels → 4.
+    assert flop_count.fusion_forward_flops(geometry) == 2 * 1 * (4 * 4) * 4 == 128
+    decoder = (2 * 1 * 4 * 8  # decoder_embed on K tokens
+               + 2 * 2 * 8 * 24 + 2 * (2 * 2 * 2 * 8) + 2 * 2 * 8 * 8 + 2 * (2 * 2 * 8 * 32)
+               + 2 * 2 * 8 * 8)  # decoder_pred: U tokens → P = 8
+    assert flop_count.decoder_forward_flops(geometry) == decoder == 3520
+    assert flop_count.pretraining_forward_flops(geometry) == 16256 + 128 + 3520
+    assert flop_count.training_step_flops(geometry) == 3 * 19904
+
+
+def test_single_decoding_has_no_fusion_cost():
+    geometry = compute_geometry(HAND.replace(decoding_strategy="single"))
+    assert flop_count.fusion_forward_flops(geometry) == 0
+    assert flop_count.training_step_flops(geometry) == 3 * (16256 + 3520)
+
+
+def test_shot7m2_matches_the_issue():
+    """The performance issue: ≈ 5.43 GFLOP per training sample, ≈ 6.43 GFLOP per window."""
+    summary = flop_count.flop_summary(compute_geometry(published_configuration("shot7m2")))
+    assert summary["training_step"] == pytest.approx(5.43e9, rel=0.02)
+    assert summary["encoder_forward_full"] == pytest.approx(6.43e9, rel=0.02)
+    assert summary["encoder_forward_full"] == 6_433_843_200
+    assert summary["fusion_forward"] == 0  # "single" decoding
+
+
+def test_mabe22_counts():
+    summary = flop_count.flop_summary(compute_geometry(published_configuration("mabe22")))
+    assert summary["encoder_forward_full"] == pytest.approx(4.595e9, rel=1e-3)
+    assert summary["training_step"] == pytest.approx(1.683e9, rel=1e-3)
+    assert summary["fusion_forward"] > 0  # "multi" decoding
+
+
+def test_module_is_pure():
+    import ast
+    import pathlib
+
+    tree = ast.parse(pathlib.Path(flop_count.__file__).read_text())
+    imported = {alias.name.split(".")[0] for node in ast.walk(tree)
+                if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {node.module.split(".")[0] for node in ast.walk(tree)
+                 if isinstance(node, ast.ImportFrom) and node.module}
+    assert imported <= {"__future__", "math", "keras_hbehavemae", "numpy"}
+    from_package = {node.module for node in ast.walk(tree)
+                    if isinstance(node, ast.ImportFrom) and node.module
+                    and node.module.startswith("keras_hbehavemae")}
+    assert from_package <= {"keras_hbehavemae.geometry"}
