@@ -46,8 +46,10 @@ flags.DEFINE_enum("dataset", "synthetic", DATASETS, "Which reader and preprocess
 flags.DEFINE_string("path_to_data_dir", None, "A data file, or a folder laid out as in the "
                     "table of the module docstring.")
 flags.DEFINE_string("split", None, "Split to read from a folder (default: test; hbabel: val).")
-flags.DEFINE_enum("mode", "exact", ("exact", "fast"), "exact: mean over all stride-1 windows "
-                  "(SPEC §10); fast: centre token of every 2nd window.")
+flags.DEFINE_enum("mode", "exact", ("exact", "fast", "strided"), "exact: mean over all "
+                  "stride-1 windows (SPEC §10); fast: centre token of every 2nd window (SPEC); "
+                  "strided: mean over every k-th window (k = --window_stride), ~T/4× cheaper.")
+flags.DEFINE_integer("window_stride", None, "k of --mode strided (default num_frames // 4).")
 flags.DEFINE_bool("embedsum", None, "Mean over the H_k·W_k tokens instead of flattening them "
                   "(default: on for the mouse datasets, off otherwise, as published).")
 flags.DEFINE_bool("pca", False, "Reduce levels with D above the limit by PCA fitted on the "
@@ -178,7 +180,8 @@ def main(argv):
         started = time.time()
         frame_number_map, per_level = embeddings.embed_sequences(
             backbone, sequences, levels=levels, mode=FLAGS.mode, embedsum=embedsum,
-            batch_size=FLAGS.batch_size, normalise=normalise)
+            batch_size=FLAGS.batch_size, normalise=normalise,
+            window_stride=FLAGS.window_stride)
         seconds = time.time() - started
         level_ids = list(range(len(per_level))) if levels is None else [
             level % len(backbone.geometry.levels) for level in levels]
@@ -201,6 +204,7 @@ def main(argv):
         "dataset": FLAGS.dataset,
         "path_to_data_dir": FLAGS.path_to_data_dir,
         "mode": FLAGS.mode,
+        "window_stride": FLAGS.window_stride,
         "embedsum": bool(embedsum),
         "normalise": None if normalise is None else repr(normalise),
         "levels": level_ids,

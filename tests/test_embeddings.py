@@ -45,11 +45,13 @@ def sequence(length, seed=0):
     return np.random.default_rng(seed).standard_normal((length, 4, 12)).astype("float32")
 
 
-def reference_exact(backbone, seq, embedsum=False):
-    """Slow, literal SPEC §10: every window materialised, each frame averaged explicitly."""
+def reference_exact(backbone, seq, embedsum=False, every=1):
+    """Slow, literal SPEC §10: every window materialised, each frame averaged explicitly.
+    With `every` = k > 1, only the windows at padded starts 0, k, 2k, … (strided mode)."""
     length, frames = seq.shape[0], NUM_FRAMES
     padded = edge_pad(seq, frames - 1, frames - 1)
-    windows = np.stack([padded[w:w + frames] for w in range(length + frames - 1)])
+    starts = list(range(0, length + frames - 1, every))
+    windows = np.stack([padded[w:w + frames] for w in starts])
     result = []
     for k, level_map in enumerate(encode_levels(backbone, windows)):
         tau = backbone.geometry.levels[k].frames_per_token
@@ -57,9 +59,9 @@ def reference_exact(backbone, seq, embedsum=False):
         per_frame = []
         for frame in range(length):
             padded_frame = frame + frames - 1
-            covering = [rows[w, padded_frame - w] for w in range(len(windows))
+            covering = [rows[i, padded_frame - w] for i, w in enumerate(starts)
                         if w <= padded_frame < w + frames]
-            assert len(covering) == frames
+            assert len(covering) in (frames // every, -(-frames // every))
             per_frame.append(np.mean(covering, axis=0))
         result.append(np.stack(per_frame))
     return result
@@ -190,6 +192,30 @@ def test_fast_mode_cost_relation():
     assert plan.starts.tolist() == [0, 2, 4]
     # The kept token holds window frame `pad`, which is original frame i·stride.
     assert (plan.frame_indices()[:, plan.pad_before] == plan.starts.clip(0, 4)).all()
+
+
+@pytest.mark.parametrize("every", [1, 5, 8, 32])
+def test_strided_mode_equals_the_literal_mean_over_every_kth_window(backbone, every):
+    seq = sequence(45, seed=6)
+    got = embed_sequence(backbone, seq, mode="strided", window_stride=every, batch_size=8)
+    expected = reference_exact(backbone, seq, every=every)
+    for level, reference in zip(got, expected, strict=True):
+        np.testing.assert_allclose(level, reference, atol=1e-5, rtol=1e-5)
+    if every == 1:  # stride 1 is exact mode
+        for level, exact in zip(got, embed_sequence(backbone, seq), strict=True):
+            np.testing.assert_allclose(level, exact, atol=1e-6)
+
+
+def test_strided_mode_cost_and_arguments(backbone):
+    # Shot7M2's T = 400 on an 1800-frame sequence: 2199 exact windows against 22.
+    assert count_windows(1800, 400, "strided") == 22
+    assert count_windows(1800, 400, "exact") / count_windows(1800, 400, "strided") > 99
+    assert count_windows(45, 32, "strided", window_stride=8) == 10  # ⌈76 / 8⌉
+    with pytest.raises(ValueError, match="window_stride applies to mode='strided' only"):
+        embed_sequence(backbone, sequence(40), mode="exact", window_stride=4)
+    for bad in (0, 33, 2.5):
+        with pytest.raises(ValueError, match="window_stride must be an integer in"):
+            embed_sequence(backbone, sequence(40), mode="strided", window_stride=bad)
 
 
 def test_constant_sequence_without_time_position_exact_equals_fast(backbone):
