@@ -58,26 +58,40 @@ class MaskUnitAttention(keras.layers.Layer):
             return 1
         return num_tokens // (self.query_stride * self.window_size)
 
+    def _windows_first(self, tensor, per_window: int, windows: int):
+        """[B, N, D] in unrolled order → [B, n_w, N/n_w, h, e] (window-major)."""
+        tensor = ops.reshape(  # [B, N/n_w, n_w, h, e]: token n = r·n_w + window
+            tensor, (-1, per_window, windows, self.num_heads, self.head_dim))
+        if windows == 1:
+            return ops.reshape(tensor, (-1, 1, per_window, self.num_heads, self.head_dim))
+        return ops.transpose(tensor, (0, 2, 1, 3, 4))  # [B, n_w, N/n_w, h, e]
+
     def call(self, tokens):
         num_tokens = tokens.shape[1]
         windows = self.num_windows(num_tokens)
         per_window = num_tokens // windows
         stride, heads, head_dim = self.query_stride, self.num_heads, self.head_dim
-        qkv = self.qkv(tokens)  # [B, N, 3D]
-        qkv = ops.reshape(qkv, (-1, per_window, windows, 3, heads, head_dim))
-        qkv = ops.transpose(qkv, (3, 0, 2, 1, 4, 5))  # [3, B, n_w, N/n_w, h, e]
-        query, key, value = qkv[0], qkv[1], qkv[2]
-        if stride > 1:
-            query = ops.reshape(  # [B, n_w, s, N/(n_w·s), h, e]
-                query, (-1, windows, stride, per_window // stride, heads, head_dim))
-            query = ops.max(query, axis=2)  # [B, n_w, N/(n_w·s), h, e]
         queries = per_window // stride
+        # The fused projection's output axis is (3, h, e): three contiguous slices of width D.
+        # Splitting it (rather than indexing a transposed [3, ...] tensor) keeps the backward
+        # pass a concatenation instead of three zero-filled scatters.
+        query, key, value = ops.split(self.qkv(tokens), 3, axis=-1)  # 3 × [B, N, D]
+        if stride > 1:
+            # Token n = (i·(N/(n_w·s)) + r)·n_w + window: pool over the stride chunk i first,
+            # so only the pooled queries are transposed.
+            query = ops.reshape(  # [B, s, N/(n_w·s), n_w, D]
+                query, (-1, stride, queries, windows, self.dim))
+            query = ops.max(query, axis=1)  # [B, N/(n_w·s), n_w, D]
+        query = self._windows_first(query, queries, windows)  # [B, n_w, q, h, e]
+        key = self._windows_first(key, per_window, windows)  # [B, n_w, k, h, e]
+        value = self._windows_first(value, per_window, windows)
         query = ops.reshape(query, (-1, queries, heads, head_dim))  # [B·n_w, q, h, e]
         key = ops.reshape(key, (-1, per_window, heads, head_dim))  # [B·n_w, k, h, e]
         value = ops.reshape(value, (-1, per_window, heads, head_dim))
         attended = ops.dot_product_attention(query, key, value)  # [B·n_w, q, h, e]
         attended = ops.reshape(attended, (-1, windows, queries, self.dim))  # [B, n_w, q, D]
-        attended = ops.transpose(attended, (0, 2, 1, 3))  # [B, q, n_w, D]: n' = r'·n_w + window
+        if windows > 1:
+            attended = ops.transpose(attended, (0, 2, 1, 3))  # [B, q, n_w, D]: r'·n_w + window
         attended = ops.reshape(attended, (-1, queries * windows, self.dim))  # [B, N/s, D]
         return self.proj(attended)
 
