@@ -67,6 +67,13 @@ class HBehaveMAE(PretrainingSteps, keras.Model):
         self.seed_generator = keras.random.SeedGenerator(seed)
         policy = self.dtype_policy
         single = config.decoding_strategy == "single"
+        if single:
+            # Under "single" decoding the lower levels' projections feed only the unused
+            # fusion heads, so no gradient reaches them, and PyTorch's AdamW leaves them
+            # alone. JAX would hand the optimizer zeros, and weight decay would then shrink
+            # them, so they are frozen, as the fusion heads are (SPEC §8).
+            for projection in backbone.projections[:-1]:
+                projection.trainable = False
         self.fusion_heads = [
             MultiScaleFusionHead(geometry.out_embed_dims[-1], trainable=not single, dtype=policy,
                                  name=f"multi_scale_fusion_heads_{level}")
