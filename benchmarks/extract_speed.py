@@ -1,5 +1,5 @@
 """Embedding-extraction speed under the current backend: encoder throughput and per-sequence
-cost in `exact` and `fast` mode.
+cost in `exact`, `fast` and `strided` mode.
 
 1. Measures R, this machine's dense float32 numpy matmul rate (2048³, after warm-up), in
    this process before anything else.
@@ -8,12 +8,13 @@ cost in `exact` and `fast` mode.
    random-walk windows; samples/s, achieved GFLOP/s (analytic full-encoder FLOPs from
    `keras_hbehavemae.flop_count`) and its ratio to R.
 3. Per sequence: `keras_hbehavemae.embeddings.embed_sequence` on one random-walk sequence
-   of `--sequence_frames` frames in `exact` and in `fast` mode (all levels), timed end to
-   end (windowing, backbone, running sums). Reports seconds, windows, the cost ratio
-   exact / fast and the largest and mean absolute difference between the two modes'
-   embeddings. The cost per window is constant, so when `--sequence_frames` is not 1800
-   the seconds per 1800-frame sequence are projected from the measured seconds per
-   window and each mode's window count (`projected_from_frames` says so).
+   of `--sequence_frames` frames in each mode (all levels), timed end to end (windowing,
+   backbone, running sums). Reports seconds, windows, the cost ratios exact / fast and
+   exact / strided, and the largest and mean absolute difference of each cheap mode's
+   embeddings to exact mode's. The cost per window is constant, so when
+   `--sequence_frames` is not 1800 the seconds per 1800-frame sequence are projected
+   from the measured seconds per window and each mode's window count
+   (`projected_from_frames` says so).
 4. Peak resident memory.
 
 Examples:
@@ -49,7 +50,7 @@ flags.DEFINE_integer("steps", 5, "Timed encoder batches.", lower_bound=1)
 flags.DEFINE_integer("warmup_steps", 2, "Untimed encoder batches first (compilation).",
                      lower_bound=1)
 flags.DEFINE_integer("sequence_frames", 1800,
-                     "Frames of the sequence embedded in exact and fast mode (0 skips it).",
+                     "Frames of the sequence embedded in each mode (0 skips it).",
                      lower_bound=0)
 flags.DEFINE_integer("seed", 0, "Seed of weights and data.")
 flags.DEFINE_float("device_peak_tflops", 0.0,
