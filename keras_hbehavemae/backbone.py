@@ -181,7 +181,10 @@ class HBehaveMAEBackbone(keras.Model):
         if dtype is None:
             keypoints = np.asarray(keypoints)
             dtype = keypoints.dtype
-        dtype_name = keras.backend.standardize_dtype(dtype)
+        try:
+            dtype_name = keras.backend.standardize_dtype(dtype)
+        except ValueError:  # numpy strings and objects have no Keras dtype name
+            dtype_name = str(dtype)
         if "float" not in dtype_name:
             raise ValueError(
                 f"keypoints: dtype {dtype_name} is not supported; the model takes floating-point "

@@ -40,6 +40,12 @@ class NonFiniteLossGuard(keras.callbacks.Callback):
     Unlike `keras.callbacks.TerminateOnNaN` it records a `NonFiniteLossError` in `error`
     for the caller to raise once `fit` has returned. The epoch's logged loss is then
     non-finite too, so `EpochCheckpoint` writes nothing and deletes nothing.
+
+    The models do not reject NaN or inf keypoints: values in hidden mask units never reach
+    the encoder, so predictions stay finite (`reconstruction.impute` hides untracked frames
+    this way), but any of them makes the training loss non-finite. This guard is what
+    stops training on them. `run_pretraining` always installs it; with a plain
+    `model.fit`, pass `NonFiniteLossGuard()` (or `keras.callbacks.TerminateOnNaN()`).
     """
 
     def __init__(self):

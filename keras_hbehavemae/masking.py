@@ -79,18 +79,25 @@ def concrete_value(tensor):
         return None
 
 
-def check_unit_mask(mask, num_units: int, num_kept: int):
+def check_unit_mask(mask, num_units: int, num_kept: int, batch_size: int | None = None):
     """Validates a user mask `[B, U]` (True = keep, exactly K per row); returns it as bool.
 
+    `batch_size` is the keypoints' batch size where it is known (checked when both it and
+    the mask's first dimension are static).
+
     Raises:
-        ValueError: wrong rank or unit count, or (when the values are known) a row
-            keeping other than `num_kept` units.
+        ValueError: wrong rank, unit count or batch size, or (when the values are known) a
+            row keeping other than `num_kept` units.
     """
     shape = tuple(mask.shape)
     if len(shape) != 2 or shape[1] != num_units:
         raise ValueError(
             f"mask: shape {shape} is invalid; expected [batch, {num_units}] (one bool per "
             "mask unit, True = keep)")
+    if isinstance(batch_size, int) and isinstance(shape[0], int) and shape[0] != batch_size:
+        raise ValueError(
+            f"mask: batch size {shape[0]} does not match the keypoints' batch size "
+            f"{batch_size}; give one mask row per window")
     values = concrete_value(mask)
     if values is not None:
         if values.dtype.kind not in "biuf":

@@ -127,6 +127,24 @@ class HBehaveMAE(PretrainingSteps, keras.Model):
             fused = contribution if fused is None else fused + contribution
         return fused + latent
 
+    def __call__(self, inputs, *args, **kwargs):
+        # Check the keypoints and an explicit mask before Keras converts them to tensors:
+        # string arrays would otherwise fail in (or, under JAX, pass) that conversion.
+        keypoints, mask = self._unpack(inputs, args[0] if args else kwargs.get("unit_mask"))
+        if mask is not None:
+            check_unit_mask(mask, self.geometry.num_mask_units, self.geometry.num_kept_units,
+                            batch_size=keypoints.shape[0])
+        return super().__call__(inputs, *args, **kwargs)
+
+    def predict(self, x, *args, **kwargs):
+        """`keras.Model.predict`; a dict's explicit mask is checked first (inside the traced
+        predict function its values are unknown, so its kept counts could not be)."""
+        if isinstance(x, dict) and x.get("mask") is not None:
+            keypoints, mask = self._unpack(x, None)
+            check_unit_mask(mask, self.geometry.num_mask_units, self.geometry.num_kept_units,
+                            batch_size=keypoints.shape[0])
+        return super().predict(x, *args, **kwargs)
+
     def call(self, inputs, unit_mask=None, training=None, return_intermediates=False):
         keypoints, mask = self._unpack(inputs, unit_mask)
         geometry = self.geometry
@@ -135,7 +153,8 @@ class HBehaveMAE(PretrainingSteps, keras.Model):
             mask = random_unit_mask(batch, geometry.num_mask_units, geometry.num_kept_units,
                                     self.seed_generator)
         else:
-            mask = check_unit_mask(mask, geometry.num_mask_units, geometry.num_kept_units)
+            mask = check_unit_mask(mask, geometry.num_mask_units, geometry.num_kept_units,
+                                   batch_size=keypoints.shape[0])
         keep_ids = kept_unit_ids(mask, geometry.num_kept_units)
         block_outputs = [] if return_intermediates else None
         levels = self.backbone.encode(keypoints, keep_ids, training, block_outputs)

@@ -50,8 +50,15 @@ COMPARED_SECTIONS = ("model", "training", "schedule", "data", "preset")
 
 
 def read_json(path: str) -> Any:
-    with open(path) as file:
-        return json.load(file)
+    """The content of a JSON file; a damaged file raises a ValueError that names it."""
+    try:
+        with open(path) as file:
+            return json.load(file)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(
+            f"{path}: not valid JSON ({error}); the file is damaged (this package writes it "
+            "atomically, so something else changed it). Restore it, or start afresh in "
+            "another --output_dir") from None
 
 
 def save_weights_atomically(model, path: str) -> None:
@@ -193,11 +200,22 @@ def write_state(output_dir: str, state: dict) -> None:
 
 
 def read_metrics(output_dir: str) -> list[dict]:
+    """The lines of `metrics.jsonl`. A last line cut short (a write that a full disk or a
+    crash interrupted) is dropped; a damaged earlier line raises a ValueError naming it."""
     path = os.path.join(output_dir, METRICS_FILE)
     if not os.path.exists(path):
         return []
     with open(path) as file:
-        return [json.loads(line) for line in file if line.strip()]
+        lines = [line for line in file if line.strip()]
+    metrics = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            metrics.append(json.loads(line))
+        except json.JSONDecodeError as error:
+            if number == len(lines) and not line.endswith("\n"):
+                break  # a torn final append; the epoch is rerun and logged again
+            raise ValueError(f"{path}: line {number} is not valid JSON ({error})") from None
+    return metrics
 
 
 def truncate_metrics(output_dir: str, completed_epochs: int) -> None:

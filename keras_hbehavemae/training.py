@@ -252,11 +252,16 @@ def read_preset_config(preset: str) -> tuple[HBehaveMAEConfig | None, bool]:
     if os.path.isdir(preset):
         task = os.path.join(preset, presets.TASK_CONFIG_FILE)
         path = task if os.path.exists(task) else os.path.join(preset, presets.CONFIG_FILE)
-        with open(path) as file:
-            return _config_from_serialized(json.load(file))
+        return _config_from_serialized(run_directory.read_json(path))
     if preset.endswith(".keras") and os.path.isfile(preset):
-        with zipfile.ZipFile(preset) as archive:
-            return _config_from_serialized(json.loads(archive.read("config.json")))
+        try:
+            with zipfile.ZipFile(preset) as archive:
+                serialized = json.loads(archive.read("config.json"))
+        except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ValueError(
+                f"--preset {preset!r}: not a readable .keras file ({error!r}); the file is "
+                "damaged or was not written by keras.Model.save") from None
+        return _config_from_serialized(serialized)
     if preset.endswith(".weights.h5") and os.path.isfile(preset):
         return None, False
     raise FileNotFoundError(
@@ -271,7 +276,21 @@ def _copy_weights(target, source, where: str) -> None:
 
 
 def load_initial_weights(model: HBehaveMAE, preset: str) -> None:
-    """Loads a preset's weights: the pretrainer's if saved, else the backbone's."""
+    """Loads a preset's weights: the pretrainer's if saved, else the backbone's.
+
+    Raises:
+        ValueError: naming the preset, if its weights cannot be loaded (a damaged file, or
+            weights of another configuration).
+    """
+    try:
+        _load_preset_weights(model, preset)
+    except (OSError, ValueError) as error:
+        raise ValueError(
+            f"--preset {preset!r}: cannot load its weights into the configured model "
+            f"({error}); the file is damaged or belongs to another configuration") from error
+
+
+def _load_preset_weights(model: HBehaveMAE, preset: str) -> None:
     from keras_hbehavemae import presets
 
     if os.path.isdir(preset):
@@ -379,10 +398,26 @@ def build_training_run(model_config: HBehaveMAEConfig, data: PretrainingData,
 
 
 def restore_checkpoint(run: TrainingRun, output_dir: str, state: dict) -> None:
-    """Loads the checkpoint named in `state` (model + optimizer) and the mask RNG state."""
-    path = os.path.join(output_dir, state["checkpoint"])
+    """Loads the checkpoint named in `state` (model + optimizer) and the mask RNG state.
+
+    Raises:
+        FileNotFoundError: the checkpoint is missing.
+        ValueError: the checkpoint cannot be loaded (damaged, or of another model).
+    """
+    name = state["checkpoint"]
+    path = os.path.join(output_dir, name)
+    advice = "restore the file, or start afresh with another --output_dir"
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"--output_dir {output_dir!r}: {name}, the checkpoint named in "
+            f"{run_directory.STATE_FILE}, is missing; {advice}")
     with run.distribution.scope():
-        run.model.load_weights(path)
+        try:
+            run.model.load_weights(path)
+        except (OSError, ValueError) as error:
+            raise ValueError(
+                f"--output_dir {output_dir!r}: cannot resume from {name} ({error}); the file "
+                f"is damaged; {advice}") from error
         restore_seed_generator_states(run.model, state["seed_generator_states"])
 
 

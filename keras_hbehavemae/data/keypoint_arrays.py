@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import csv
 import os
+import zipfile
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -85,12 +86,15 @@ def _read_csv(path: str) -> np.ndarray:
 
 
 def _read_npz(path: str) -> np.ndarray:
-    with np.load(path, allow_pickle=False) as archive:
-        keys = list(archive.keys())
-        if "keypoints" in keys:
-            return archive["keypoints"]
-        if len(keys) == 1:
-            return archive[keys[0]]
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            keys = list(archive.keys())
+            if "keypoints" in keys:
+                return archive["keypoints"]
+            if len(keys) == 1:
+                return archive[keys[0]]
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as error:
+        raise ValueError(f"{path}: not a readable .npz archive ({error})") from None
     raise ValueError(
         f"{path}: expected one array or an array named 'keypoints', found keys {keys}"
     )

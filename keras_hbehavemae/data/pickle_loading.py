@@ -79,7 +79,10 @@ def _load_npy(path: str, allow_arbitrary_code: bool) -> Any:
         else:
             shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(file)
         if not dtype.hasobject:
-            return np.load(path, allow_pickle=False)
+            try:
+                return np.load(path, allow_pickle=False)
+            except ValueError as error:  # fewer data bytes than the header promises
+                raise ValueError(f"{path}: not a complete NumPy .npy file ({error})") from None
         if allow_arbitrary_code:
             return np.load(path, allow_pickle=True)
         # np.save pickles object arrays whole, right after the header.
