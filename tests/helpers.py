@@ -1,21 +1,105 @@
-"""Shared test helpers: fixture loading, tiny configurations and backend-agnostic gradients."""
+"""Shared test helpers: fixture loading, configurations, small training runs, checkpoint
+files, the pretraining script, and backend-agnostic gradients."""
 
 from __future__ import annotations
 
+import argparse
+import functools
+import importlib.util
 import json
+import os
 import pathlib
+import zipfile
 
 import keras
 import numpy as np
 
 from keras_hbehavemae import HBehaveMAE, HBehaveMAEBackbone, HBehaveMAEConfig
 from keras_hbehavemae.convert.checkpoint import load_torch_state_dict
+from keras_hbehavemae.geometry import compute_geometry
 
+REPOSITORY = pathlib.Path(__file__).resolve().parents[1]
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
 GOLDEN_NAMES = ("hbehavemae_tiny_multi", "hbehavemae_tiny_single")
 
 TINY = dict(input_size=(32, 4, 12), patch_kernel=(2, 1, 3), stages=(1, 2, 1),
             q_strides="2,1,2;2,2,1", out_embed_dims=(8, 12, 16), init_embed_dim=16)
+
+# ---------------------------------------------------------------- configurations
+
+# The Shot7M2 configuration of SPEC §7.1.
+SHOT7M2 = dict(
+    input_size=(400, 1, 72), patch_kernel=(2, 1, 3), stages=(2, 3, 4),
+    q_strides="2,1,4;2,1,6", out_embed_dims=(78, 128, 256), init_embed_dim=96,
+    init_num_heads=2, decoder_embed_dim=128, decoder_depth=1, decoder_num_heads=1,
+    decoding_strategy="single", norm_loss=False, mask_ratio=0.70,
+)
+
+# The tiny fixture configuration of SPEC §7.1, with its decoder and mask ratio.
+TINY_CONFIG = dict(TINY, decoder_embed_dim=16, mask_ratio=0.75)
+
+# The training-argument namespace stored in a published Shot7M2 checkpoint (`args`, SPEC
+# §5.3): the model fields in their command-line spellings plus many training-only settings.
+SHOT7M2_ARGS = {
+    "batch_size": 512,
+    "epochs": 200,
+    "accum_iter": 1,
+    "model": "hbehavemae",
+    "input_size": [400, 1, 72],
+    "stages": [2, 3, 4],
+    "q_strides": "2,1,4;2,1,6",
+    "mask_unit_attn": ["True", "False", "False"],
+    "patch_kernel": [2, 1, 3],
+    "init_embed_dim": 96,
+    "init_num_heads": 2,
+    "out_embed_dims": [78, 128, 256],
+    "decoder_embed_dim": 128,
+    "decoder_depth": 1,
+    "decoder_num_heads": 1,
+    "decoding_strategy": "single",
+    "norm_loss": False,
+    "non_hierarchical": False,
+    "mask_ratio": 0.70,
+    "num_frames": 400,
+    "weight_decay": 0.05,
+    "lr": None,
+    "blr": 1.6e-4,
+    "min_lr": 0.0,
+    "warmup_epochs": 40,
+    "clip_grad": 0.02,
+    "dataset": "shot7m2",
+    "path_to_data_dir": "data/Shot7M2/train/train_dictionary_poses.npy",
+    "output_dir": "outputs/shot7m2/experiment1",
+    "seed": 0,
+    "num_workers": 8,
+    "pin_mem": True,
+    "distributed": True,
+    "sliding_window": 17,
+    "fill_holes": False,
+}
+MODEL_ARG_NAMES = (
+    "input_size", "stages", "q_strides", "mask_unit_attn", "patch_kernel", "init_embed_dim",
+    "init_num_heads", "out_embed_dims", "decoder_embed_dim", "decoder_depth",
+    "decoder_num_heads", "decoding_strategy", "norm_loss", "non_hierarchical", "mask_ratio",
+)
+
+# The `args` of a published-layout checkpoint of the tiny golden fixture (test_convert).
+TINY_CHECKPOINT_ARGS = dict(
+    input_size=[32, 4, 12], stages=[1, 2, 1], q_strides="2,1,2;2,2,1",
+    mask_unit_attn=["True", "False", "False"], patch_kernel=[2, 1, 3], init_embed_dim=16,
+    init_num_heads=2, out_embed_dims=[8, 12, 16], decoder_embed_dim=16, decoder_depth=1,
+    decoder_num_heads=1, decoding_strategy="multi", norm_loss=True, non_hierarchical=False,
+    mask_ratio=0.75, num_frames=32, batch_size=2, blr=1.6e-4, epochs=200, warmup_epochs=40,
+    dataset="mabe_mice", output_dir="/tmp/out")
+
+
+def make_config(base=SHOT7M2, **changes) -> HBehaveMAEConfig:
+    return HBehaveMAEConfig(**{**base, **changes})
+
+
+def config_geometry(base=SHOT7M2, **changes):
+    """What a model constructor does: build the config, then derive the geometry."""
+    return compute_geometry(make_config(base, **changes))
 
 
 def load_golden(name: str):
@@ -122,3 +206,133 @@ def loss_and_gradients(model: HBehaveMAE, keypoints, mask):
         result[id(variable)] = (np.zeros(variable.shape, "float32") if gradient is None
                                 else to_numpy(gradient))
     return float(to_numpy(loss)), result
+
+
+# ---------------------------------------------------------------- small training runs
+
+# The smallest useful hierarchy: 2 stages, 12 mask units of which 3 are kept.
+SMALL = dict(input_size=(24, 3, 24), patch_kernel=(3, 1, 24), stages=(1, 1), q_strides="2,1,1",
+             mask_unit_attn=(True, False), init_embed_dim=8, out_embed_dims=(8, 16),
+             decoder_embed_dim=8, mask_ratio=0.75)
+
+
+def small_data(test: bool = False, frames: int = 60):
+    """A `PretrainingData` of one random sequence (and a held-out one) for `SMALL`."""
+    from keras_hbehavemae.data.recipes import PretrainingData
+
+    rng = np.random.default_rng(0)
+    train = [rng.normal(size=(frames, 3, 24)).astype("float32")]
+    held_out = [rng.normal(size=(30, 3, 24)).astype("float32")] if test else None
+    return PretrainingData("arrays", train, held_out, num_frames=24, sliding_window=4)
+
+
+def small_training(**overrides):
+    """A `TrainingConfig` of 2 epochs × 2 steps of batch 2."""
+    from keras_hbehavemae.training import TrainingConfig
+
+    values = dict(batch_size=2, epochs=2, warmup_epochs=0, lr=1e-3, steps_per_epoch=2)
+    return TrainingConfig(**{**values, **overrides})
+
+
+class StepLosses(keras.callbacks.Callback):
+    """Records the logged (running-mean) loss after every training step."""
+
+    def __init__(self):
+        super().__init__()
+        self.losses = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.losses.append(float(np.asarray(keras.ops.convert_to_numpy(logs["loss"]))))
+
+
+# ---------------------------------------------------------------- checkpoint files
+
+
+def write_zip(path: pathlib.Path, entries: dict[str, bytes]) -> pathlib.Path:
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, content in entries.items():
+            archive.writestr(name, content)
+    return path
+
+
+def read_zip(path: pathlib.Path) -> dict[str, bytes]:
+    with zipfile.ZipFile(path) as archive:
+        return {name: archive.read(name) for name in archive.namelist()}
+
+
+def save_small_checkpoint(path: pathlib.Path) -> dict:
+    """A `torch.save` of `{"model": {"weight", "bias"}}` (needs torch); returns the tensors."""
+    import torch
+
+    torch.manual_seed(0)
+    model = {"weight": torch.randn(3, 4).t(), "bias": torch.randn(3)}
+    torch.save({"model": model}, path)
+    return model
+
+
+def save_published_checkpoint(path: pathlib.Path, arrays: dict) -> pathlib.Path:
+    """The golden fixture `arrays` as a checkpoint in the published layout (`torch.save` of
+    model, AdamW optimizer state, epoch, scaler and `args`; needs torch)."""
+    import torch
+
+    state = {key[len("param/"):]: torch.from_numpy(value.copy())
+             for key, value in arrays.items() if key.startswith("param/")}
+    parameters = [torch.nn.Parameter(value.clone()) for value in state.values()]
+    optimizer = torch.optim.AdamW(parameters, lr=1e-3)
+    for parameter in parameters:
+        parameter.grad = torch.ones_like(parameter)
+    optimizer.step()
+    torch.save({"model": state, "optimizer": optimizer.state_dict(), "epoch": 199,
+                "scaler": {}, "args": argparse.Namespace(**TINY_CHECKPOINT_ARGS)}, path)
+    return path
+
+
+# ---------------------------------------------------------------- scripts/pretrain.py
+
+PRETRAIN_SCRIPT = REPOSITORY / "scripts" / "pretrain.py"
+
+
+@functools.cache
+def pretrain_script():
+    """`scripts/pretrain.py` imported as a module (once)."""
+    spec = importlib.util.spec_from_file_location("pretrain_script", PRETRAIN_SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def parse_pretrain_flags(*argv):
+    """The script's flags parsed from `argv` (published multi-value forms joined)."""
+    from absl import flags
+
+    script = pretrain_script()
+    flag_values = flags.FlagValues()
+    script.define_flags(flag_values)
+    flag_values(["pretrain.py", *script.join_multi_value_flags(list(argv))])
+    return flag_values
+
+
+class PoisonWeights(keras.callbacks.Callback):
+    """Sets one weight to NaN when `epoch` begins (so that epoch's loss is NaN)."""
+
+    def __init__(self, epoch, output_dir):
+        super().__init__()
+        self.epoch, self.output_dir, self.files_before = epoch, output_dir, None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.epoch:
+            self.files_before = sorted(os.listdir(self.output_dir))
+            weight = self.model.decoder.weights[-1]
+            weight.assign(np.full(weight.shape, np.nan, "float32"))
+
+
+def run_small_pretraining(output_dir, losses: StepLosses | None = None, callbacks=()):
+    """`run_pretraining` of `SMALL` on `small_data()`, 4 epochs of 2 steps, seed 0, keeping
+    the newest checkpoint, in `output_dir` (a fresh run, or a resumed one). The logged loss
+    after every step it runs goes to `losses.losses`; returns that list."""
+    from keras_hbehavemae.training import run_pretraining
+
+    losses = losses or StepLosses()
+    run_pretraining(HBehaveMAEConfig(**SMALL), small_data(), small_training(epochs=4, keep_last=1),
+                    str(output_dir), callbacks=[losses, *callbacks], verbose=0)
+    return losses.losses

@@ -1,4 +1,5 @@
-"""tf.data pipelines: shapes, determinism, batching and the augment-then-normalise order."""
+"""tf.data pipelines: shapes, determinism, batching and the augment-then-normalise order.
+Windows that do not fit the model: tests/faults/test_input_faults.py."""
 
 from __future__ import annotations
 
@@ -90,13 +91,6 @@ def test_evaluation_windows_are_in_order_and_normalised_after_augmentation(seque
         drop_remainder=False, augment=add_a_pixel, normalise=normalise,
     )  # fmt: skip
     np.testing.assert_allclose(_epochs(augmented, 1)[0], expected + 1.0, atol=1e-6)
-
-
-def test_num_frames_must_match_the_model(sequences):
-    with pytest.raises(ValueError, match=r"num_frames=32 must equal the model's input_size T=900"):
-        make_pretraining_dataset(sequences, 32, batch_size=4, expected_input_size=(900, 3, 24))
-    with pytest.raises(ValueError, match=r"per-frame shape \(H, W\) = \(3, 24\)"):
-        make_evaluation_dataset(sequences, 32, batch_size=4, expected_input_size=(32, 1, 72))
 
 
 def test_end_only_padding_and_extraction(sequences):

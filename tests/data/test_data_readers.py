@@ -1,14 +1,13 @@
-"""Readers of the published formats (MABe22, Shot7M2, hBABEL) and their error messages."""
+"""Readers of the published formats (MABe22, Shot7M2, hBABEL). Their error messages:
+tests/faults/test_data_faults.py."""
 
 from __future__ import annotations
 
-import datetime
 import pickle
 
 import numpy as np
 import pytest
 
-from keras_hbehavemae.data.pickle_loading import load_pickled_file
 from keras_hbehavemae.data.readers import (
     HBABEL_JOINT_ORDER,
     SHOT7M2_JOINT_SELECTION,
@@ -106,13 +105,6 @@ def test_shot7m2_reader_selects_and_orders_joints(tmp_path):
     np.testing.assert_allclose(array[0, 0, 1:6], [0.1, 0.2, 1.0, 1.1, 1.2], rtol=1e-6)
 
 
-def test_shot7m2_wrong_layout_names_expected_and_found_keys():
-    with pytest.raises(ValueError, match=r"expected key 'keypoints', found keys \['poses'\]"):
-        read_shot7m2({"sequences": {"poses": {}}})
-    with pytest.raises(ValueError, match=r"expected poses \[T, 1, 26, 3\], got shape"):
-        read_shot7m2({"sequences": {"keypoints": {"e": np.zeros((5, 1, 25, 3))}}})
-
-
 # ---------------------------------------------------------------------- hBABEL
 def _babel_item(length: int, extra: int = 0, babel_id: str | None = None) -> dict:
     joints = np.broadcast_to(
@@ -140,76 +132,8 @@ def test_hbabel_reader_takes_length_from_poses_and_groups_joints(tmp_path, suffi
     np.testing.assert_array_equal(sequences["b7"][0, 0, 0::3], HBABEL_JOINT_ORDER)
 
 
-def test_hbabel_errors():
-    with pytest.raises(ValueError, match="poses has 10 frames but joint_positions_processed only"):
-        read_hbabel([{"poses": np.zeros(10), "joint_positions_processed": np.zeros((8, 25, 3))}])
-    with pytest.raises(ValueError, match="expected key 'joint_positions_processed'"):
-        read_hbabel([{"poses": np.zeros(10), "joints": np.zeros((10, 25, 3))}])
-    with pytest.raises(ValueError, match="expected a non-empty list of dicts"):
-        read_hbabel({"poses": np.zeros(3)})
-
-
-# ------------------------------------------------------------------ bad files
-def test_missing_file_is_named(tmp_path):
-    missing = tmp_path / "absent.npy"
-    with pytest.raises(FileNotFoundError, match="absent.npy"):
-        read_mabe_mouse_triplets(missing)
-
-
-def test_wrong_top_level_layout_names_expected_and_found_keys(tmp_path):
-    path = _save(tmp_path / "bad.npy", {"clips": {}, "vocabulary": []})
-    with pytest.raises(
-        ValueError, match=r"bad.npy: expected key 'sequences', found keys \['clips', 'vocabulary'\]"
-    ):
-        read_mabe_mouse_triplets(path)
-
-
-def test_keypoint_shape_that_does_not_fit_the_model():
-    data = {"sequences": {"s": {"keypoints": _mouse_keypoints(5, 0)}}}
-    with pytest.raises(ValueError, match=r"sequence 's'.*\(H, W\) = \(3, 24\).*expects.*\(1, 72\)"):
-        read_mabe_mouse_triplets(data, expected_hw=(1, 72))
-    with pytest.raises(ValueError, match=r"expected keypoints \[T, n_mice, n_keypoints, 2\]"):
-        read_mabe_mouse_triplets({"sequences": {"s": {"keypoints": np.zeros((5, 3, 12, 3))}}})
-
-
-def test_short_sequences_are_padded_unless_padding_is_off():
+# ------------------------------------------------------------------ short sequences
+# (Bad files and data, and too-short sequences with padding off: tests/faults/test_data_faults.py.)
+def test_short_sequences_are_padded():
     data = {"sequences": {"s": {"keypoints": _mouse_keypoints(5, 0)}}}
     assert read_mabe_mouse_triplets(data, num_frames=900).lengths == [5]
-    with pytest.raises(ValueError, match="5 frames, fewer than num_frames=900"):
-        read_mabe_mouse_triplets(data, num_frames=900, pad_short_sequences=False)
-    with pytest.raises(ValueError, match="has no frames"):
-        read_mabe_mouse_triplets({"sequences": {"s": {"keypoints": np.zeros((0, 3, 12, 2))}}})
-
-
-def test_all_nan_and_non_numeric_sequences():
-    all_nan = np.full((5, 3, 12, 2), np.nan)
-    with pytest.raises(ValueError, match="sequence 's': every value is NaN"):
-        read_mabe_mouse_triplets({"sequences": {"s": {"keypoints": all_nan}}})
-    text = np.full((5, 3, 12, 2), "1.0")
-    with pytest.raises(ValueError, match="non-numeric values of dtype <U3"):
-        read_mabe_mouse_triplets({"sequences": {"s": {"keypoints": text}}})
-    objects = np.empty((5, 3, 12, 2), dtype=object)
-    with pytest.raises(ValueError, match="non-numeric values of dtype object"):
-        read_mabe_mouse_triplets({"sequences": {"s": {"keypoints": objects}}})
-
-
-def test_restricted_unpickler_refuses_unknown_globals(tmp_path):
-    path = _save(tmp_path / "odd.npy", {"sequences": {}, "date": datetime.date(2020, 1, 1)})
-    with pytest.raises(ValueError, match="refusing to load global 'datetime.date'"):
-        load_pickled_file(path)
-    assert load_pickled_file(path, allow_arbitrary_code=True)["date"].year == 2020
-    pickled = tmp_path / "odd.pkl"
-    pickled.write_bytes(pickle.dumps([datetime.date(2020, 1, 1)]))
-    with pytest.raises(ValueError, match="odd.pkl: refusing to load global"):
-        load_pickled_file(pickled)
-
-
-def test_unsupported_and_corrupt_files(tmp_path):
-    torch_file = tmp_path / "val.pth.tar"
-    torch_file.write_bytes(b"not read")
-    with pytest.raises(ValueError, match="unsupported file type.*load the object yourself"):
-        read_hbabel(torch_file)
-    corrupt = tmp_path / "corrupt.npy"
-    corrupt.write_bytes(b"garbage")
-    with pytest.raises(ValueError, match="corrupt.npy: not a NumPy .npy file"):
-        read_mabe_mouse_triplets(corrupt)
