@@ -375,6 +375,9 @@ def test_resuming_with_other_flags_is_refused(resumed_run, data_dir, capsys):
     (["--num_frames=10"], "num_frames: 10 is invalid: it must equal input_size[0] = 24"),
     (["--patch_kernel=5,1,24"], "patch_kernel"),
     (["--mask_ratio=0.99"], "mask_ratio"),
+    (["--synthetic_sequences=0,8"], "synthetic_sequences: ['0', '8'] is invalid"),
+    (["--synthetic_sequences=32"], "give two positive counts, training and test"),
+    (["--synthetic_sequences=a,b"], "synthetic_sequences: ['a', 'b'] is invalid"),
 ])
 def test_invalid_settings_print_the_error_and_fail(tmp_path, data_dir, capsys, argv, message):
     flag_values = parse_pretrain_flags("--dataset=synthetic", f"--path_to_data_dir={data_dir}",
