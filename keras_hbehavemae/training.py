@@ -357,6 +357,7 @@ def schedule_summary(data: PretrainingData, training: TrainingConfig,
 def build_training_run(model_config: HBehaveMAEConfig, data: PretrainingData,
                        training: TrainingConfig | None = None, *, preset: str | None = None,
                        distribution: Distribution | None = None,
+                       jit_compile: bool | str = "auto",
                        **training_options) -> TrainingRun:
     """Builds and compiles the pretrainer for `training` (or `TrainingConfig(**options)`).
 
@@ -371,7 +372,13 @@ def build_training_run(model_config: HBehaveMAEConfig, data: PretrainingData,
         training: the training settings; or give them as keyword arguments.
         preset: start from these weights (preset folder, `.keras` or `.weights.h5`).
         distribution: from `setup_distribution` (default: set up from `training`).
+        jit_compile: `keras.Model.compile`'s: "auto" (Keras: XLA under JAX, and under
+            TensorFlow only with a GPU), True or False. Not part of the configuration a
+            resume must match: the model's numbers agree to rounding, but under TensorFlow
+            XLA draws other random masks than the default kernels do.
     """
+    if jit_compile not in ("auto", True, False):
+        _fail("jit_compile", jit_compile, "must be 'auto', True or False")
     training = training or TrainingConfig(**training_options)
     if model_config.input_size[0] != data.num_frames:
         _fail("num_frames", data.num_frames, f"must equal input_size[0] = "
@@ -388,7 +395,8 @@ def build_training_run(model_config: HBehaveMAEConfig, data: PretrainingData,
         schedule = WarmupHalfCosineSchedule(learning_rate, steps, training.epochs,
                                             training.warmup_epochs, training.min_lr)
         model.compile(optimizer=published_optimizer(model, schedule, training.weight_decay,
-                                                    training.clip_grad))
+                                                    training.clip_grad),
+                      jit_compile=jit_compile)
         # Creating the optimizer variables now, not inside the first traced step, spares
         # TensorFlow a second trace of the train step (a variable-creating tf.function is
         # traced twice); a checkpoint can then also be loaded straight away.
@@ -540,7 +548,7 @@ def _say(verbose, message: str) -> None:
 def run_pretraining(model_config: HBehaveMAEConfig, data: PretrainingData,
                     training: TrainingConfig, output_dir: str, *, log_dir: str | None = None,
                     preset: str | None = None, callbacks: list | tuple = (),
-                    verbose: str | int = "auto") -> dict:
+                    verbose: str | int = "auto", jit_compile: bool | str = "auto") -> dict:
     """Trains (or resumes training) and writes the run directory; returns the final summary.
 
     Before training: `output_dir` and `log_dir` must be writable and hold room for two
@@ -555,6 +563,7 @@ def run_pretraining(model_config: HBehaveMAEConfig, data: PretrainingData,
         preset: initial weights for a fresh run (ignored when resuming).
         callbacks: extra Keras callbacks, run after the built-in ones.
         verbose: `model.fit`'s verbosity ("auto": progress bar); 0 also silences messages.
+        jit_compile: as in `build_training_run` (XLA for TensorFlow on CPU: True).
 
     Raises:
         ValueError: invalid settings, or `output_dir` holding a run with another
@@ -572,7 +581,7 @@ def run_pretraining(model_config: HBehaveMAEConfig, data: PretrainingData,
         model_config, data, training, distribution, preset, output_dir, log_dir))
     state = run_directory.read_state(output_dir)
     run = build_training_run(model_config, data, training, distribution=distribution,
-                             preset=preset if state is None else None)
+                             preset=preset if state is None else None, jit_compile=jit_compile)
     run_directory.check_free_space(
         output_dir, 2 * run_directory.checkpoint_bytes(run.model.count_params()), "--output_dir")
 

@@ -35,6 +35,34 @@ def test_learning_rate_scales_with_the_effective_batch():
     assert two["steps_per_epoch"] == data.num_train_windows // 8
 
 
+@pytest.mark.skipif(BACKEND != "tensorflow",
+                    reason="XLA on a CPU: the TensorFlow choice (JAX always compiles)")
+def test_xla_compiled_training_runs_and_matches_the_eager_loss():
+    import tensorflow as tf
+
+    from keras_hbehavemae import HBehaveMAEConfig
+    from keras_hbehavemae.training import build_training_run
+
+    data, config = small_data(), HBehaveMAEConfig(**SMALL)
+    run = build_training_run(config, data, training(), jit_compile=True)
+    model = run.model
+    assert model.jit_compile is True
+    windows = next(iter(data.train_dataset(2, seed=0)))
+    logs = model.train_on_batch(windows, return_dict=True)
+    assert np.isfinite(logs["loss"]) and logs["loss"] > 0
+    # XLA draws other random masks than TensorFlow's kernels, so compare with a fixed mask.
+    mask = np.zeros((2, model.geometry.num_mask_units), bool)
+    mask[:, :model.geometry.num_kept_units] = True
+
+    def loss():
+        return model.compute_pretraining_loss(windows, model(windows, unit_mask=mask))
+
+    eager = float(loss())
+    assert float(tf.function(loss, jit_compile=True)()) == pytest.approx(eager, rel=1e-5)
+    with pytest.raises(ValueError, match="jit_compile: 'yes' is invalid"):
+        build_training_run(config, data, training(), jit_compile="yes")
+
+
 # ---------------------------------------------------------------- run directory pieces
 
 
