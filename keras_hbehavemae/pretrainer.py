@@ -114,6 +114,11 @@ class HBehaveMAE(PretrainingSteps, keras.Model):
             inputs, mask = inputs["keypoints"], inputs.get("mask", mask)
         return self.backbone.standardize_keypoints(inputs), mask
 
+    def _checked_mask(self, keypoints, mask):
+        """An explicit unit mask checked against the geometry and the keypoints' batch."""
+        return check_unit_mask(mask, self.geometry.num_mask_units, self.geometry.num_kept_units,
+                               batch_size=keypoints.shape[0])
+
     def fuse_levels(self, levels):
         """Multi-scale fusion (SPEC §3.10): masked levels → latent `[B, K, C_last]` (pre-norm)."""
         last = levels[-1]
@@ -132,17 +137,14 @@ class HBehaveMAE(PretrainingSteps, keras.Model):
         # string arrays would otherwise fail in (or, under JAX, pass) that conversion.
         keypoints, mask = self._unpack(inputs, args[0] if args else kwargs.get("unit_mask"))
         if mask is not None:
-            check_unit_mask(mask, self.geometry.num_mask_units, self.geometry.num_kept_units,
-                            batch_size=keypoints.shape[0])
+            self._checked_mask(keypoints, mask)
         return super().__call__(inputs, *args, **kwargs)
 
     def predict(self, x, *args, **kwargs):
         """`keras.Model.predict`; a dict's explicit mask is checked first (inside the traced
         predict function its values are unknown, so its kept counts could not be)."""
         if isinstance(x, dict) and x.get("mask") is not None:
-            keypoints, mask = self._unpack(x, None)
-            check_unit_mask(mask, self.geometry.num_mask_units, self.geometry.num_kept_units,
-                            batch_size=keypoints.shape[0])
+            self._checked_mask(*self._unpack(x, None))
         return super().predict(x, *args, **kwargs)
 
     def call(self, inputs, unit_mask=None, training=None, return_intermediates=False):
@@ -153,8 +155,7 @@ class HBehaveMAE(PretrainingSteps, keras.Model):
             mask = random_unit_mask(batch, geometry.num_mask_units, geometry.num_kept_units,
                                     self.seed_generator)
         else:
-            mask = check_unit_mask(mask, geometry.num_mask_units, geometry.num_kept_units,
-                                   batch_size=keypoints.shape[0])
+            mask = self._checked_mask(keypoints, mask)
         keep_ids = kept_unit_ids(mask, geometry.num_kept_units)
         block_outputs = [] if return_intermediates else None
         levels = self.backbone.encode(keypoints, keep_ids, training, block_outputs)
