@@ -86,6 +86,35 @@ def test_mabe22_counts():
     assert summary["fusion_forward"] > 0  # "multi" decoding
 
 
+@pytest.mark.parametrize("name", ["shot7m2", "mabe22"])
+def test_matmul_lists_are_what_is_counted(name):
+    """The shape lists that `benchmarks/matmul_ceiling.py` times add up to the counts."""
+    geometry = compute_geometry(published_configuration(name))
+    training = flop_count.training_step_matmuls(geometry)
+    assert sum(matmul.flops for matmul in training) == flop_count.training_step_flops(geometry)
+    batch_of_8 = flop_count.training_step_matmuls(geometry, batch_size=8)
+    assert sum(matmul.flops for matmul in batch_of_8) == 8 * sum(m.flops for m in training)
+    assert len(training) == flop_count.TRAIN_TO_FORWARD * len(
+        flop_count.pretraining_matmuls(geometry))
+    forward, input_gradient, weight_gradient = training[:3]
+    assert input_gradient[1:4] == (forward.rows, forward.cols, forward.inner)
+    assert weight_gradient[1:4] == (forward.inner, forward.rows, forward.cols)
+    full = [matmul for part in flop_count.encoder_matmuls(geometry).values() for matmul in part]
+    assert sum(matmul.flops for matmul in full) == flop_count.encoder_forward_flops(geometry)
+
+
+def test_attention_shapes_follow_the_heads():
+    # Block 0 of Shot7M2 (masked pass): 15 windows of 96 tokens, 2 heads of 48.
+    block = compute_geometry(published_configuration("shot7m2")).blocks[0]
+    scores, values = flop_count.hiera_block_matmuls(
+        block.tokens_in_masked, block.input_dim, block.dim, windows=block.windows_masked,
+        num_heads=block.num_heads)["attention"]
+    assert scores == flop_count.Matmul("attention/scores", 96, 48, 96, 30, per_window=True)
+    assert values == flop_count.Matmul("attention/values", 96, 96, 48, 30, per_window=True)
+    assert flop_count.batched(scores, 4).batch == 120
+    assert scores.flops + values.flops == flop_count.attention_flops(15, 96, 96, 96)
+
+
 def test_module_is_pure():
     import ast
     import pathlib
@@ -95,7 +124,7 @@ def test_module_is_pure():
                 if isinstance(node, ast.Import) for alias in node.names}
     imported |= {node.module.split(".")[0] for node in ast.walk(tree)
                  if isinstance(node, ast.ImportFrom) and node.module}
-    assert imported <= {"__future__", "math", "keras_hbehavemae", "numpy"}
+    assert imported <= {"__future__", "math", "typing", "keras_hbehavemae", "numpy"}
     from_package = {node.module for node in ast.walk(tree)
                     if isinstance(node, ast.ImportFrom) and node.module
                     and node.module.startswith("keras_hbehavemae")}
