@@ -58,6 +58,16 @@ def random_walk_windows(count: int, input_size, seed: int = 0) -> np.ndarray:
     return windows
 
 
+def machine_rate_figures(before: float, after: float) -> dict:
+    """R measured before and after the timed work; the ratio uses the larger (conservative).
+
+    The 2-core machines here share their host: R moves by tens of percent between
+    minutes, and dividing by whichever R happened to be measured could flatter a run.
+    """
+    return {"machine_matmul_gflops_before": before, "machine_matmul_gflops_after": after,
+            "machine_matmul_gflops": max(before, after)}
+
+
 def parse_jit_compile(value: str):
     """Flag value "true" / "false" / "auto" → the `jit_compile` argument of `compile`."""
     return {"true": True, "false": False, "auto": "auto"}[value]

@@ -74,8 +74,9 @@ flags.DEFINE_string("output", "", "Write all figures as JSON to this file.")
 
 PRINTED = ("backend", "config", "precision", "jit_compile", "batch_size", "steps",
            "compile_seconds", "steps_per_second", "samples_per_second",
-           "train_gflop_per_sample", "achieved_gflops", "machine_matmul_gflops",
-           "ratio_to_machine_matmul", "device_peak_tflops", "device_utilisation",
+           "train_gflop_per_sample", "achieved_gflops", "machine_matmul_gflops_before",
+           "machine_matmul_gflops_after", "machine_matmul_gflops", "ratio_to_machine_matmul",
+           "device_peak_tflops", "device_utilisation",
            "peak_rss_mib", "accelerator_peak_memory_mib", "devices")
 
 
@@ -106,7 +107,7 @@ class StepTimer(keras.callbacks.Callback):
             self.events[batch] = (now, loss)
 
 
-def run_once(precision: str, windows, r_gflops: float) -> dict:
+def run_once(precision: str, windows) -> dict:
     """Builds, compiles and trains one pretrainer; returns its figures."""
     config = benchmark_common.benchmark_config(FLAGS.config)
     batch = FLAGS.batch_size
@@ -152,15 +153,10 @@ def run_once(precision: str, windows, r_gflops: float) -> dict:
         "samples_per_second": samples_per_second,
         "train_gflop_per_sample": flops / 1e9,
         "achieved_gflops": achieved,
-        "machine_matmul_gflops": r_gflops,
-        "ratio_to_machine_matmul": achieved / r_gflops,
         "peak_rss_mib": machine_peak.peak_rss_bytes() / 2**20,
         "losses": losses,
         "timed_losses": losses[FLAGS.warmup_steps:],
     }
-    if FLAGS.device_peak_tflops > 0:
-        figures["device_peak_tflops"] = FLAGS.device_peak_tflops
-        figures["device_utilisation"] = achieved / (FLAGS.device_peak_tflops * 1e3)
     accelerator_memory = machine_peak.accelerator_peak_memory_bytes()
     if accelerator_memory is not None:
         figures["accelerator_peak_memory_mib"] = accelerator_memory / 2**20
@@ -175,18 +171,26 @@ def main(argv):
         print(f"SKIPPED: the {keras.config.backend()} backend sees no accelerator "
               "(--require_accelerator)", flush=True)
         raise SystemExit(3)
-    r_gflops = machine_peak.numpy_matmul_gflops(FLAGS.matmul_size)  # before any model
+    r_before = machine_peak.numpy_matmul_gflops(FLAGS.matmul_size)  # before any model
     config = benchmark_common.benchmark_config(FLAGS.config)
     windows = benchmark_common.random_walk_windows(
         FLAGS.pool_batches * FLAGS.batch_size, config.input_size, FLAGS.seed)
     precisions = (["mixed_bfloat16", "float32"] if FLAGS.compare_precisions
                   else [FLAGS.precision])
-    runs = []
-    for precision in precisions:
-        figures = run_once(precision, windows, r_gflops)
-        benchmark_common.print_figures(f"train_speed {precision}", figures, PRINTED)
+    runs = [run_once(precision, windows) for precision in precisions]
+    rates = benchmark_common.machine_rate_figures(
+        r_before, machine_peak.numpy_matmul_gflops(FLAGS.matmul_size))
+    for figures in runs:
+        figures.update(rates)
+        figures["ratio_to_machine_matmul"] = (figures["achieved_gflops"]
+                                              / rates["machine_matmul_gflops"])
+        if FLAGS.device_peak_tflops > 0:
+            figures["device_peak_tflops"] = FLAGS.device_peak_tflops
+            figures["device_utilisation"] = figures["achieved_gflops"] / (
+                FLAGS.device_peak_tflops * 1e3)
+        benchmark_common.print_figures(f"train_speed {figures['precision']}", figures,
+                                       PRINTED)
         print("losses: " + " ".join(f"{loss:.5f}" for loss in figures["losses"]), flush=True)
-        runs.append(figures)
     result = runs[0] if len(runs) == 1 else {"benchmark": "train_speed", "runs": runs}
     if FLAGS.compare_precisions:
         by_precision = {run["precision"]: run for run in runs}

@@ -23,11 +23,13 @@ import machine_peak  # noqa: E402
 
 BACKEND = keras.config.backend()
 
+RATE_FIELDS = ("machine_matmul_gflops_before", "machine_matmul_gflops_after",
+               "machine_matmul_gflops")
 TRAIN_FIELDS = ("steps_per_second", "samples_per_second", "train_gflop_per_sample",
-                "achieved_gflops", "machine_matmul_gflops", "ratio_to_machine_matmul",
+                "achieved_gflops", *RATE_FIELDS, "ratio_to_machine_matmul",
                 "peak_rss_mib", "compile_seconds", "device_utilisation")
 EXTRACT_FIELDS = ("samples_per_second", "encoder_gflop_per_sample", "achieved_gflops",
-                  "machine_matmul_gflops", "ratio_to_machine_matmul", "exact_seconds",
+                  *RATE_FIELDS, "ratio_to_machine_matmul", "exact_seconds",
                   "fast_seconds", "strided_seconds", "exact_seconds_per_1800_frames",
                   "fast_seconds_per_1800_frames", "strided_seconds_per_1800_frames",
                   "exact_over_fast", "exact_over_strided", "exact_over_windows_1800_fast",
@@ -125,6 +127,54 @@ def test_extract_speed_json(tmp_path):
         assert len(figures[f"{mode}_per_level_difference"]) == 3
         assert (figures[f"{mode}_exact_max_abs_difference"]
                 >= figures[f"{mode}_exact_mean_abs_difference"])
+
+
+@pytest.mark.parametrize("workload", ["train", "extract"])
+def test_matmul_ceiling_times_the_counted_products(tmp_path, workload):
+    from keras_hbehavemae import flop_count
+    from keras_hbehavemae.geometry import compute_geometry
+
+    output_file = tmp_path / "ceiling.json"
+    output = _run([sys.executable, str(BENCHMARKS / "matmul_ceiling.py"), "--config", "tiny",
+                   "--batch_size", "4", "--workload", workload, "--repeats", "1",
+                   "--matmul_size", "256", "--output", str(output_file)], timeout=600)
+    assert "ceiling_ratio_to_machine_matmul: " in output
+    figures = json.loads(output_file.read_text())
+    _assert_positive(figures, ("matmul_seconds_per_step", "ceiling_gflops",
+                               "ceiling_ratio_to_machine_matmul", *RATE_FIELDS))
+    geometry = compute_geometry(benchmark_common.TINY)
+    expected = (flop_count.training_step_flops(geometry) if workload == "train"
+                else flop_count.encoder_forward_flops(geometry))
+    assert figures["gflop_per_sample"] == pytest.approx(expected / 1e9)
+    assert sum(row["count"] for row in figures["slowest"]) == figures["products"]
+    assert len(figures["slowest"]) == figures["distinct_shapes"]
+    seconds = [row["seconds"] for row in figures["slowest"]]
+    assert seconds == sorted(seconds, reverse=True)
+    assert sum(seconds) == pytest.approx(figures["matmul_seconds_per_step"])
+
+
+def test_profile_step_splits_the_step(tmp_path):
+    output_file = tmp_path / "profile.json"
+    output = _run([sys.executable, str(BENCHMARKS / "profile_step.py"), "--config", "tiny",
+                   "--batch_size", "4", "--steps", "1", "--matmul_repeats", "1",
+                   "--operators", "5", "--output", str(output_file)], timeout=900)
+    figures = json.loads(output_file.read_text())
+    _assert_positive(figures, ("forward_seconds", "train_step_seconds", "matmul_only_seconds",
+                               "train_step_gflops", "matmul_only_gflops", "peak_rss_mib"))
+    assert figures["backward_and_update_seconds"] == pytest.approx(
+        figures["train_step_seconds"] - figures["forward_seconds"])
+    assert figures["everything_else_seconds"] == pytest.approx(
+        figures["train_step_seconds"] - figures["matmul_only_seconds"])
+    if BACKEND == "torch":  # the profiler's operator table
+        assert "Self CPU" in figures["torch_operators"] and "aten::" in output
+    else:
+        assert "torch_operators" not in figures
+
+
+def test_machine_rate_uses_the_larger_measurement():
+    rates = benchmark_common.machine_rate_figures(before=120.0, after=150.0)
+    assert rates["machine_matmul_gflops"] == 150.0
+    assert rates["machine_matmul_gflops_before"] == 120.0
 
 
 def test_per_step_losses_undo_the_running_mean():
