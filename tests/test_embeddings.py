@@ -333,12 +333,15 @@ def test_extract_embeddings_script_end_to_end(backbone, tmp_path):
         f"--preset={preset}", "--dataset=keypoints", f"--path_to_data_dir={data}",
         f"--output_dir={output}", "--mode=fast", "--pca", "--pca_dim=70", "--combined",
         "--batch_size=8",
+        # XLA for TensorFlow on a CPU; its embeddings must equal the eager ones below.
+        f"--jit_compile={'true' if keras.config.backend() == 'tensorflow' else 'auto'}",
     ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600,
                             env={**os.environ, "KERAS_BACKEND": keras.config.backend()})
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((output / "extraction.json").read_text())
     assert summary["dims_before_pca"] == [128, 96, 64] and summary["dims"] == [70, 70, 64]
+    assert summary["jit_compile"] == command[-1].split("=")[1]
     files = np.load(output / "test_submission_0.npy", allow_pickle=True).item()
     assert list(files["frame_number_map"].items()) == [("s0", (0, 9)), ("s1", (9, 49))]
     assert files["embeddings"].shape == (49, 70) and files["embeddings"].dtype == np.float32
