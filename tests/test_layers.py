@@ -73,3 +73,18 @@ def test_attention_matches_reference(stride, window, use_mask_units):
             layer.qkv.kernel, layer.qkv.bias, layer.proj.kernel, layer.proj.bias)),
         heads=2, stride=stride, windows=windows)
     np.testing.assert_allclose(y, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(2, 7, 8), (3, 2, 1, 4, 8)])
+def test_dense_on_rows_is_the_dense_layer(shape):
+    """The flat `[rows, C]` product gives the Dense layer's own result and keeps a symbolic
+    batch dimension."""
+    from keras_hbehavemae.layers.dense_rows import dense_on_rows
+
+    dense = keras.layers.Dense(5, bias_initializer="glorot_uniform")
+    tokens = np.random.default_rng(0).standard_normal(shape).astype("float32")
+    expected = to_numpy(dense(tokens))
+    np.testing.assert_allclose(to_numpy(dense_on_rows(dense, tokens)), expected, rtol=1e-6,
+                               atol=1e-6)
+    symbolic = dense_on_rows(dense, keras.Input(shape[1:]))
+    assert tuple(symbolic.shape) == (None, *shape[1:-1], 5)

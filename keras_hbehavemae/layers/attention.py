@@ -14,6 +14,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from keras_hbehavemae.layers.dense_rows import dense_on_rows
+
 
 @keras.saving.register_keras_serializable(package="keras_hbehavemae")
 class MaskUnitAttention(keras.layers.Layer):
@@ -75,7 +77,7 @@ class MaskUnitAttention(keras.layers.Layer):
         # The fused projection's output axis is (3, h, e): three contiguous slices of width D.
         # Splitting it (rather than indexing a transposed [3, ...] tensor) keeps the backward
         # pass a concatenation instead of three zero-filled scatters.
-        query, key, value = ops.split(self.qkv(tokens), 3, axis=-1)  # 3 × [B, N, D]
+        query, key, value = ops.split(dense_on_rows(self.qkv, tokens), 3, axis=-1)  # 3×[B, N, D]
         if stride > 1:
             # Token n = (i·(N/(n_w·s)) + r)·n_w + window: pool over the stride chunk i first,
             # so only the pooled queries are transposed.
@@ -93,7 +95,7 @@ class MaskUnitAttention(keras.layers.Layer):
         if windows > 1:
             attended = ops.transpose(attended, (0, 2, 1, 3))  # [B, q, n_w, D]: r'·n_w + window
         attended = ops.reshape(attended, (-1, queries * windows, self.dim))  # [B, N/s, D]
-        return self.proj(attended)
+        return dense_on_rows(self.proj, attended)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], input_shape[1] // self.query_stride, self.dim)

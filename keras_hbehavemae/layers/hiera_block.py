@@ -16,6 +16,7 @@ import keras
 from keras import ops
 
 from keras_hbehavemae.layers.attention import MaskUnitAttention
+from keras_hbehavemae.layers.dense_rows import dense_on_rows
 
 
 def max_pool_tokens(tokens, stride: int):
@@ -110,11 +111,12 @@ class HieraBlock(keras.layers.Layer):
     def call(self, tokens, training=None):
         normed = self.norm1(tokens)
         if self.proj is not None:
-            residual = max_pool_tokens(self.proj(normed), self.query_stride)
+            residual = max_pool_tokens(dense_on_rows(self.proj, normed), self.query_stride)
         else:
             residual = tokens
         hidden = residual + self._drop_path(self.attn(normed), training)
-        mlp = self.mlp_fc2(ops.gelu(self.mlp_fc1(self.norm2(hidden)), approximate=False))
+        mlp_hidden = ops.gelu(dense_on_rows(self.mlp_fc1, self.norm2(hidden)), approximate=False)
+        mlp = dense_on_rows(self.mlp_fc2, mlp_hidden)
         return hidden + self._drop_path(mlp, training)
 
     def compute_output_shape(self, input_shape):

@@ -18,6 +18,8 @@ import math
 import keras
 from keras import ops
 
+from keras_hbehavemae.layers.dense_rows import dense_on_rows
+
 
 @keras.saving.register_keras_serializable(package="keras_hbehavemae")
 class PatchEmbedding(keras.layers.Layer):
@@ -60,7 +62,7 @@ class PatchEmbedding(keras.layers.Layer):
         )
         patches = ops.transpose(patches, (0, 1, 3, 5, 2, 4, 6))  # [B, T', H', W', pt, ph, pw]
         patches = ops.reshape(patches, (-1, *grid, patch_t * patch_h * patch_w))
-        return self.projection(patches)  # [B, T', H', W', C0]
+        return dense_on_rows(self.projection, patches)  # [B, T', H', W', C0]
 
     def compute_output_shape(self, input_shape):
         grid = tuple(size // patch for size, patch in zip(input_shape[1:], self.patch_kernel,
