@@ -68,6 +68,18 @@ def machine_rate_figures(before: float, after: float) -> dict:
             "machine_matmul_gflops": max(before, after)}
 
 
+def add_ratio_figures(figures: dict, r_before: float, r_after: float,
+                      device_peak_tflops: float = 0.0) -> None:
+    """Adds R (`machine_rate_figures`), `ratio_to_machine_matmul` and, when the device's
+    peak is given, `device_utilisation`, all from `figures["achieved_gflops"]`."""
+    figures.update(machine_rate_figures(r_before, r_after))
+    figures["ratio_to_machine_matmul"] = (figures["achieved_gflops"]
+                                          / figures["machine_matmul_gflops"])
+    if device_peak_tflops > 0:
+        figures["device_peak_tflops"] = device_peak_tflops
+        figures["device_utilisation"] = figures["achieved_gflops"] / (device_peak_tflops * 1e3)
+
+
 def parse_jit_compile(value: str):
     """Flag value "true" / "false" / "auto" → the `jit_compile` argument of `compile`."""
     return {"true": True, "false": False, "auto": "auto"}[value]

@@ -164,15 +164,10 @@ def main(argv):
         "jit_compile": str(backbone.jit_compile),
         "encoder_gflop_per_sample": flops / 1e9,
     }
-    figures.update(benchmark_common.machine_rate_figures(
-        r_before, machine_peak.numpy_matmul_gflops(FLAGS.matmul_size)))
     figures["achieved_gflops"] = figures["samples_per_second"] * flops / 1e9
-    figures["ratio_to_machine_matmul"] = (figures["achieved_gflops"]
-                                          / figures["machine_matmul_gflops"])
-    if FLAGS.device_peak_tflops > 0:
-        figures["device_peak_tflops"] = FLAGS.device_peak_tflops
-        figures["device_utilisation"] = figures["achieved_gflops"] / (
-            FLAGS.device_peak_tflops * 1e3)
+    benchmark_common.add_ratio_figures(figures, r_before,
+                                       machine_peak.numpy_matmul_gflops(FLAGS.matmul_size),
+                                       FLAGS.device_peak_tflops)
     if FLAGS.sequence_frames:
         sequence = benchmark_common.random_walk_windows(
             1, (FLAGS.sequence_frames, *input_size[1:]), FLAGS.seed + 1)[0]

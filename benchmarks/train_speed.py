@@ -178,16 +178,9 @@ def main(argv):
     precisions = (["mixed_bfloat16", "float32"] if FLAGS.compare_precisions
                   else [FLAGS.precision])
     runs = [run_once(precision, windows) for precision in precisions]
-    rates = benchmark_common.machine_rate_figures(
-        r_before, machine_peak.numpy_matmul_gflops(FLAGS.matmul_size))
+    r_after = machine_peak.numpy_matmul_gflops(FLAGS.matmul_size)
     for figures in runs:
-        figures.update(rates)
-        figures["ratio_to_machine_matmul"] = (figures["achieved_gflops"]
-                                              / rates["machine_matmul_gflops"])
-        if FLAGS.device_peak_tflops > 0:
-            figures["device_peak_tflops"] = FLAGS.device_peak_tflops
-            figures["device_utilisation"] = figures["achieved_gflops"] / (
-                FLAGS.device_peak_tflops * 1e3)
+        benchmark_common.add_ratio_figures(figures, r_before, r_after, FLAGS.device_peak_tflops)
         benchmark_common.print_figures(f"train_speed {figures['precision']}", figures,
                                        PRINTED)
         print("losses: " + " ".join(f"{loss:.5f}" for loss in figures["losses"]), flush=True)

@@ -175,6 +175,10 @@ def test_machine_rate_uses_the_larger_measurement():
     rates = benchmark_common.machine_rate_figures(before=120.0, after=150.0)
     assert rates["machine_matmul_gflops"] == 150.0
     assert rates["machine_matmul_gflops_before"] == 120.0
+    figures = {"achieved_gflops": 30.0}
+    benchmark_common.add_ratio_figures(figures, 120.0, 150.0, device_peak_tflops=0.3)
+    assert figures["ratio_to_machine_matmul"] == pytest.approx(0.2)
+    assert figures["device_utilisation"] == pytest.approx(0.1)
 
 
 def test_per_step_losses_undo_the_running_mean():
