@@ -30,7 +30,6 @@ Examples:
 from __future__ import annotations
 
 import gc
-import threading
 import time
 
 import benchmark_common
@@ -81,19 +80,18 @@ PRINTED = ("backend", "config", "precision", "jit_compile", "batch_size", "steps
 
 
 class StepTimer(keras.callbacks.Callback):
-    """`on_train_batch_end` timestamps and losses, without blocking the training loop.
+    """`on_train_batch_end` completion timestamps and losses, in the training loop.
 
-    The callback is marked `async_safe`, so where the backend allows it Keras calls it
-    from a worker thread after converting the logs to Python floats, which waits for that
-    step's result: the timestamp is the step's completion time while the main thread goes
-    on dispatching. Elsewhere it is called in the loop, after the step.
+    Converting the loss to a float waits for the step, so each timestamp is that step's
+    completion. The callback is deliberately not `async_safe`: worker threads may run
+    the callbacks of several steps out of order on a loaded 2-core machine, and the
+    timestamps would then not be monotone (the JAX CI leg once measured a negative
+    rate). Waiting in the loop costs one dispatch per step, milliseconds against steps of
+    seconds.
     """
-
-    async_safe = True
 
     def __init__(self):
         super().__init__()
-        self.lock = threading.Lock()
         self.events = {}  # batch → (completion time, running-mean loss)
         self.begin = None
 
@@ -102,9 +100,7 @@ class StepTimer(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         loss = float(logs["loss"])  # waits for the step if the logs are still tensors
-        now = time.perf_counter()
-        with self.lock:
-            self.events[batch] = (now, loss)
+        self.events[batch] = (time.perf_counter(), loss)
 
 
 def run_once(precision: str, windows) -> dict:
