@@ -71,21 +71,40 @@ def copy_preset(source, target):
     return target
 
 
-def test_corrupt_config_is_named(tiny_preset, tmp_path):
-    _, directory = tiny_preset
-    broken = copy_preset(directory, tmp_path / "broken")
-    (broken / "config.json").write_text("{not json")
-    with pytest.raises(ValueError, match=r"config\.json: not valid JSON"):
-        HBehaveMAEBackbone.from_preset(broken)
+def _truncate(path):
+    path.write_bytes(path.read_bytes()[:2000])
 
 
-def test_truncated_weights_are_named(tiny_preset, tmp_path):
+# (file, damage, loader, error, message): one damaged file of a saved preset each.
+DAMAGED_PRESET_FILES = {
+    "corrupt_config": ("config.json", lambda path: path.write_text("{not json"), "backbone",
+                       ValueError, r"config\.json: not valid JSON"),
+    "truncated_weights": ("model.weights.h5", _truncate, "backbone", ValueError,
+                          r"model\.weights\.h5: cannot load these weights"),
+    "empty_backbone_weights": ("model.weights.h5", lambda path: path.write_bytes(b""),
+                               "backbone", ValueError,
+                               r"model\.weights\.h5: cannot load these weights .*"
+                               r"file is corrupt"),
+    "empty_pretrainer_weights": ("task.weights.h5", lambda path: path.write_bytes(b""),
+                                 "pretrainer", ValueError,
+                                 r"task\.weights\.h5: cannot load these weights"),
+    "missing_config": ("config.json", lambda path: path.unlink(), "backbone",
+                       FileNotFoundError, r"config\.json: missing from the preset folder"),
+    "corrupt_task_config": ("task.json",
+                            lambda path: path.write_text('{"class_name": "HBehaveMAE", "con'),
+                            "pretrainer", ValueError, r"task\.json: not valid JSON"),
+}
+
+
+@pytest.mark.parametrize("case", list(DAMAGED_PRESET_FILES))
+def test_damaged_preset_file_is_named(tiny_preset, tmp_path, case):
+    file_name, damage, loader, error, message = DAMAGED_PRESET_FILES[case]
     _, directory = tiny_preset
-    broken = copy_preset(directory, tmp_path / "truncated")
-    weights = broken / "model.weights.h5"
-    weights.write_bytes(weights.read_bytes()[:2000])
-    with pytest.raises(ValueError, match=r"model\.weights\.h5: cannot load these weights"):
-        HBehaveMAEBackbone.from_preset(broken)
+    broken = copy_preset(directory, tmp_path / case)
+    damage(broken / file_name)
+    model_class = HBehaveMAEBackbone if loader == "backbone" else HBehaveMAE
+    with pytest.raises(error, match=message):
+        model_class.from_preset(broken)
 
 
 def test_weights_of_another_architecture_are_rejected(tiny_preset, tmp_path):
@@ -96,41 +115,6 @@ def test_weights_of_another_architecture_are_rejected(tiny_preset, tmp_path):
     other.save_weights(mixed / "model.weights.h5")
     with pytest.raises(ValueError, match=r"model\.weights\.h5: cannot load"):
         HBehaveMAEBackbone.from_preset(mixed)
-
-
-
-
-def test_empty_backbone_weights_file_is_named(tiny_preset, tmp_path):
-    _, directory = tiny_preset
-    broken = copy_preset(directory, tmp_path / "empty")
-    (broken / "model.weights.h5").write_bytes(b"")
-    with pytest.raises(ValueError, match=r"model\.weights\.h5: cannot load these weights .*"
-                                         r"file is corrupt"):
-        HBehaveMAEBackbone.from_preset(broken)
-
-
-def test_empty_pretrainer_weights_file_is_named(tiny_preset, tmp_path):
-    _, directory = tiny_preset
-    broken = copy_preset(directory, tmp_path / "empty_task")
-    (broken / "task.weights.h5").write_bytes(b"")
-    with pytest.raises(ValueError, match=r"task\.weights\.h5: cannot load these weights"):
-        HBehaveMAE.from_preset(broken)
-
-
-def test_missing_config_is_named(tiny_preset, tmp_path):
-    _, directory = tiny_preset
-    broken = copy_preset(directory, tmp_path / "no_config")
-    (broken / "config.json").unlink()
-    with pytest.raises(FileNotFoundError, match=r"config\.json: missing from the preset folder"):
-        HBehaveMAEBackbone.from_preset(broken)
-
-
-def test_corrupt_task_config_is_named(tiny_preset, tmp_path):
-    _, directory = tiny_preset
-    broken = copy_preset(directory, tmp_path / "broken_task")
-    (broken / "task.json").write_text('{"class_name": "HBehaveMAE", "con')
-    with pytest.raises(ValueError, match=r"task\.json: not valid JSON"):
-        HBehaveMAE.from_preset(broken)
 
 
 def test_config_of_another_model_class_is_named(tiny_preset, tmp_path):
