@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import pathlib
 import pickle
 
 import numpy as np
@@ -65,10 +66,16 @@ def test_empty_npy_file_is_named(tmp_path):
         read_mabe_mouse_triplets(empty)
 
 
+def _first_half(full, cut):
+    """Writes the first half of the file `full` to `cut` (a write that stopped midway)."""
+    content = full.read_bytes()
+    cut.write_bytes(content[: len(content) // 2])
+    return cut
+
+
 def test_truncated_dataset_pickle_is_named(tmp_path):
     path = save_object(tmp_path / "full.npy", {"sequences": {"s": {"keypoints": MICE}}})
-    content = open(path, "rb").read()
-    (tmp_path / "cut.npy").write_bytes(content[: len(content) // 2])
+    _first_half(pathlib.Path(path), tmp_path / "cut.npy")
     with pytest.raises(ValueError, match=r"cut\.npy: not a readable pickle \(pickle data was "
                                          r"truncated\)"):
         read_mabe_mouse_triplets(tmp_path / "cut.npy")
@@ -76,16 +83,14 @@ def test_truncated_dataset_pickle_is_named(tmp_path):
 
 def test_truncated_numeric_npy_is_named(tmp_path):
     np.save(tmp_path / "full.npy", np.zeros((40, 2, 6), np.float32))
-    content = (tmp_path / "full.npy").read_bytes()
-    (tmp_path / "cut.npy").write_bytes(content[: len(content) // 2])
+    _first_half(tmp_path / "full.npy", tmp_path / "cut.npy")
     with pytest.raises(ValueError, match=r"cut\.npy: not a complete NumPy \.npy file"):
         read_keypoint_arrays(tmp_path / "cut.npy")
 
 
 def test_truncated_npz_is_named(tmp_path):
     np.savez(tmp_path / "full.npz", keypoints=np.zeros((40, 2, 6)))
-    content = (tmp_path / "full.npz").read_bytes()
-    (tmp_path / "cut.npz").write_bytes(content[: len(content) // 2])
+    _first_half(tmp_path / "full.npz", tmp_path / "cut.npz")
     with pytest.raises(ValueError, match=r"cut\.npz: not a readable \.npz archive"):
         read_keypoint_arrays(tmp_path / "cut.npz")
 
