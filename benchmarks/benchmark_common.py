@@ -12,9 +12,7 @@ import pathlib
 import keras
 import numpy as np
 
-from keras_hbehavemae.config import HBehaveMAEConfig
-from keras_hbehavemae.presets import resolve_preset
-from keras_hbehavemae.training import read_preset_config
+from keras_hbehavemae.models.config import HBehaveMAEConfig
 
 #: Benchmark configuration name → built-in preset (architecture, decoder and mask ratio).
 PRESETS = {"shot7m2": "hbehavemae_shot7m2", "mabe22": "hbehavemae_mabe22_mice"}
@@ -34,10 +32,7 @@ def benchmark_config(name: str) -> HBehaveMAEConfig:
         return TINY
     if name not in PRESETS:
         raise ValueError(f"config must be one of {CONFIG_NAMES}, got {name!r}")
-    config, has_decoder = read_preset_config(str(resolve_preset(PRESETS[name])))
-    if not has_decoder:
-        raise ValueError(f"preset {PRESETS[name]} has no decoder settings (task.json)")
-    return config
+    return HBehaveMAEConfig.from_preset(PRESETS[name])
 
 
 def random_walk_windows(count: int, input_size, seed: int = 0) -> np.ndarray:

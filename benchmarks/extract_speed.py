@@ -4,7 +4,7 @@ cost in `exact`, `fast` and `strided` mode.
 1. Measures R, this machine's dense float32 numpy matmul rate (2048³, after warm-up), in
    this process before anything else.
 2. Encoder throughput: the full, unmasked encoder (`HBehaveMAEBackbone.predict_on_batch`,
-   the compiled path `keras_hbehavemae.embeddings` uses) on batches of `--batch_size`
+   the compiled path `keras_hbehavemae.embeddings.extraction` uses) on batches of `--batch_size`
    random-walk windows; samples/s, achieved GFLOP/s (analytic full-encoder FLOPs from
    `keras_hbehavemae.flop_count`) and its ratio to R.
 3. Per sequence: `keras_hbehavemae.embeddings.embed_sequence` on one random-walk sequence
@@ -29,12 +29,13 @@ from __future__ import annotations
 import time
 
 import benchmark_common
+import flop_count
 import keras
 import machine_peak
 import numpy as np
 from absl import app, flags
 
-from keras_hbehavemae import HBehaveMAEBackbone, flop_count
+from keras_hbehavemae import HBehaveMAEBackbone
 from keras_hbehavemae.embeddings import count_windows, embed_sequence
 
 FLAGS = flags.FLAGS

@@ -26,13 +26,13 @@ from __future__ import annotations
 import collections
 
 import benchmark_common
+import flop_count
 import keras
 import machine_peak
 import product_timing
 from absl import app, flags
 
-from keras_hbehavemae import flop_count
-from keras_hbehavemae.geometry import compute_geometry
+from keras_hbehavemae.models.geometry import compute_geometry
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("config", "shot7m2", list(benchmark_common.CONFIG_NAMES), "Configuration.")

@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import time
 
+import flop_count
 import keras
 import machine_peak
 import numpy as np
 from keras import ops
-
-from keras_hbehavemae import flop_count
 
 
 def backend_matmul(jit_compile: str):

@@ -33,14 +33,14 @@ import gc
 import time
 
 import benchmark_common
+import flop_count
 import keras
 import machine_peak
 import tensorflow as tf
 from absl import app, flags
 
-from keras_hbehavemae import flop_count
-from keras_hbehavemae.optimizer import published_optimizer, scaled_learning_rate
-from keras_hbehavemae.training import build_pretrainer
+from keras_hbehavemae.training.optimizer import published_optimizer, scaled_learning_rate
+from keras_hbehavemae.training.run import build_pretrainer
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("config", "shot7m2", ["shot7m2", "mabe22", "tiny"], "Configuration.")

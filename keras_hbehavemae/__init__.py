@@ -12,17 +12,24 @@ Example:
 """
 
 from keras_hbehavemae import _tensorflow_devices  # noqa: F401  (before TensorFlow is used)
-from keras_hbehavemae.backbone import HBehaveMAEBackbone
-from keras_hbehavemae.config import HBehaveMAEConfig
-from keras_hbehavemae.geometry import Geometry, compute_geometry
-from keras_hbehavemae.pretrainer import HBehaveMAE
-
-__version__ = "0.1.0"
+from keras_hbehavemae.loading import load_model
+from keras_hbehavemae.models import (
+    Geometry,
+    HBehaveMAE,
+    HBehaveMAEBackbone,
+    HBehaveMAEConfig,
+    compute_geometry,
+)
+from keras_hbehavemae.presets import list_presets
+from keras_hbehavemae.version import __version__
 
 __all__ = [
     "Geometry",
     "HBehaveMAE",
     "HBehaveMAEBackbone",
     "HBehaveMAEConfig",
+    "__version__",
     "compute_geometry",
+    "list_presets",
+    "load_model",
 ]

@@ -4,8 +4,6 @@ files, the pretraining script, and backend-agnostic gradients."""
 from __future__ import annotations
 
 import argparse
-import functools
-import importlib.util
 import json
 import os
 import pathlib
@@ -16,7 +14,7 @@ import numpy as np
 
 from keras_hbehavemae import HBehaveMAE, HBehaveMAEBackbone, HBehaveMAEConfig
 from keras_hbehavemae.convert.checkpoint import load_torch_state_dict
-from keras_hbehavemae.geometry import compute_geometry
+from keras_hbehavemae.models.geometry import compute_geometry
 
 REPOSITORY = pathlib.Path(__file__).resolve().parents[1]
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
@@ -287,18 +285,14 @@ def save_published_checkpoint(path: pathlib.Path, arrays: dict) -> pathlib.Path:
     return path
 
 
-# ---------------------------------------------------------------- scripts/pretrain.py
-
-PRETRAIN_SCRIPT = REPOSITORY / "scripts" / "pretrain.py"
+# ---------------------------------------------------------------- the pretrain command
 
 
-@functools.cache
 def pretrain_script():
-    """`scripts/pretrain.py` imported as a module (once)."""
-    spec = importlib.util.spec_from_file_location("pretrain_script", PRETRAIN_SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """The `hbehavemae pretrain` command's module."""
+    from keras_hbehavemae.cli import pretrain
+
+    return pretrain
 
 
 def parse_pretrain_flags(*argv):

@@ -21,6 +21,8 @@ sys.path.insert(0, str(BENCHMARKS))
 import benchmark_common  # noqa: E402
 import machine_peak  # noqa: E402
 
+pytestmark = pytest.mark.slow  # subprocesses, model builds and SavedModels
+
 BACKEND = keras.config.backend()
 
 RATE_FIELDS = ("machine_matmul_gflops_before", "machine_matmul_gflops_after",
@@ -131,8 +133,9 @@ def test_extract_speed_json(tmp_path):
 
 @pytest.mark.parametrize("workload", ["train", "extract"])
 def test_matmul_ceiling_times_the_counted_products(tmp_path, workload):
-    from keras_hbehavemae import flop_count
-    from keras_hbehavemae.geometry import compute_geometry
+    import flop_count
+
+    from keras_hbehavemae.models.geometry import compute_geometry
 
     output_file = tmp_path / "ceiling.json"
     output = _run([sys.executable, str(BENCHMARKS / "matmul_ceiling.py"), "--config", "tiny",
@@ -203,7 +206,7 @@ def test_random_walk_windows_are_seeded_and_standardised():
 
 
 def test_benchmark_configs_come_from_the_presets():
-    from keras_hbehavemae.geometry import compute_geometry
+    from keras_hbehavemae.models.geometry import compute_geometry
 
     shot = compute_geometry(benchmark_common.benchmark_config("shot7m2"))
     assert shot.config.input_size == (400, 1, 72) and shot.config.mask_ratio == 0.7

@@ -1,5 +1,5 @@
-"""Tests of `keras_hbehavemae.config`: parsing of the published forms, defaults, conversion and
-the configurations SPEC §1.2 accepts. The configurations it rejects are tested in
+"""Tests of `keras_hbehavemae.models.config`: parsing of the published forms, defaults,
+conversion and the configurations SPEC §1.2 accepts. The configurations it rejects are tested in
 `tests/faults/test_config_faults.py`.
 """
 
@@ -16,7 +16,7 @@ from helpers import TINY_CONFIG as TINY
 from helpers import config_geometry as build_model_geometry
 from helpers import make_config as make
 
-from keras_hbehavemae.config import (
+from keras_hbehavemae.models.config import (
     ENCODER_FIELDS,
     PRETRAINER_FIELDS,
     HBehaveMAEConfig,
@@ -26,7 +26,9 @@ from keras_hbehavemae.config import (
     parse_q_strides,
     parse_triple,
 )
-from keras_hbehavemae.geometry import compute_geometry
+from keras_hbehavemae.models.geometry import compute_geometry
+
+pytestmark = pytest.mark.backend_independent
 
 
 def test_rule7_allows_same_width_where_no_pooling():

@@ -78,6 +78,7 @@ def test_export_round_trip(golden):
         np.testing.assert_array_equal(value, arrays[f"param/{key}"], err_msg=key)
 
 
+@pytest.mark.slow
 def test_convert_script_writes_a_preset(published_checkpoint, tmp_path, golden):
     _, arrays, _ = golden
     output = tmp_path / "preset"

@@ -13,9 +13,9 @@ import keras
 import numpy as np
 import pytest
 from helpers import TINY, compiled, to_numpy
+from window_references import edge_pad
 
 from keras_hbehavemae import HBehaveMAEBackbone
-from keras_hbehavemae.data.windows import edge_pad
 from keras_hbehavemae.embeddings import (
     apply_pca_limit,
     count_windows,
@@ -23,13 +23,12 @@ from keras_hbehavemae.embeddings import (
     embed_sequences,
     embedding_dims,
     encode_levels,
-    fast_mode_plan,
-    fast_mode_stride_and_padding,
     fit_pca,
     level_rows,
     write_submission,
 )
-from keras_hbehavemae.presets import save_to_preset
+from keras_hbehavemae.embeddings.modes import fast_mode_plan, fast_mode_stride_and_padding
+from keras_hbehavemae.presets.folder import save_to_preset
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 NUM_FRAMES = TINY["input_size"][0]  # 32
@@ -319,6 +318,7 @@ def test_write_submission_round_trip(tmp_path):
 
 
 # ------------------------------------------------------------------ the script
+@pytest.mark.slow
 def test_extract_embeddings_script_end_to_end(backbone, tmp_path):
     preset = tmp_path / "preset"
     save_to_preset(backbone, preset)

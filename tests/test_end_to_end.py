@@ -13,6 +13,8 @@ import keras
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.slow  # subprocesses, model builds and SavedModels
+
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_ARCHITECTURE = ["--input_size=24,3,24", "--patch_kernel=3,1,24", "--stages=1,1",
                      "--q_strides=2,1,1", "--mask_unit_attn=True,False", "--init_embed_dim=8",

@@ -20,8 +20,10 @@ import pytest
 from helpers import TINY, build_pretrainer, to_numpy
 
 from keras_hbehavemae import HBehaveMAEConfig
-from keras_hbehavemae.export import export_saved_model
-from keras_hbehavemae.presets import save_to_preset
+from keras_hbehavemae.presets.folder import save_to_preset
+from keras_hbehavemae.serving.export import export_saved_model
+
+pytestmark = pytest.mark.slow  # subprocesses, model builds and SavedModels
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONFIG = HBehaveMAEConfig(**TINY, decoder_embed_dim=16, mask_ratio=0.75)
@@ -142,7 +144,7 @@ def test_embed_matches_keras(exported):
 
 
 def test_reconstruct_matches_keras(exported):
-    from keras_hbehavemae.reconstruction import unpatchify
+    from keras_hbehavemae.embeddings.reconstruction import unpatchify
 
     model, _, results = exported
     for batch in BATCH_SIZES:

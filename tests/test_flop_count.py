@@ -1,11 +1,12 @@
-"""Analytic FLOP counts (`keras_hbehavemae.flop_count`): published sizes and a hand count."""
+"""Analytic FLOP counts (`benchmarks/flop_count.py`): published sizes and a hand count."""
 
+import flop_count
 import pytest
 
-from keras_hbehavemae import flop_count
-from keras_hbehavemae.config import HBehaveMAEConfig
-from keras_hbehavemae.geometry import compute_geometry
-from keras_hbehavemae.report import published_configuration
+from keras_hbehavemae.models.config import HBehaveMAEConfig, published_configuration
+from keras_hbehavemae.models.geometry import compute_geometry
+
+pytestmark = pytest.mark.backend_independent
 
 # A configuration small enough to count by hand: input (8, 1, 4), patch (2, 1, 2) → token
 # grid (4, 1, 2), N0 = 8; one pooling stride (2, 1, 2) → mask unit of 4 tokens, U = 2;
@@ -128,4 +129,4 @@ def test_module_is_pure():
     from_package = {node.module for node in ast.walk(tree)
                     if isinstance(node, ast.ImportFrom) and node.module
                     and node.module.startswith("keras_hbehavemae")}
-    assert from_package <= {"keras_hbehavemae.geometry"}
+    assert from_package <= {"keras_hbehavemae.models.geometry"}

@@ -1,4 +1,4 @@
-"""Tests of `keras_hbehavemae.geometry` against the worked configurations of SPEC §7.
+"""Tests of `keras_hbehavemae.models.geometry` against the worked configurations of SPEC §7.
 
 Every expected number below is a literal transcribed from SPEC §5.1 and §7 (tables 7.1, 7.2,
 7.3), not recomputed by the formulas of §2. The unroll/reroll permutations are checked against
@@ -13,8 +13,10 @@ import warnings
 import numpy as np
 import pytest
 
-from keras_hbehavemae.config import HBehaveMAEConfig
-from keras_hbehavemae.geometry import compute_geometry
+from keras_hbehavemae.models.config import HBehaveMAEConfig
+from keras_hbehavemae.models.geometry import compute_geometry
+
+pytestmark = pytest.mark.backend_independent
 
 CONFIGS = {
     "shot7m2": dict(

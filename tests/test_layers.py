@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from helpers import to_numpy
 
-from keras_hbehavemae.layers import (
+from keras_hbehavemae.models.layers import (
     HieraBlock,
     MAEDecoder,
     MaskUnitAttention,
@@ -79,7 +79,7 @@ def test_attention_matches_reference(stride, window, use_mask_units):
 def test_dense_on_rows_is_the_dense_layer(shape):
     """The flat `[rows, C]` product gives the Dense layer's own result and keeps a symbolic
     batch dimension."""
-    from keras_hbehavemae.layers.dense_rows import dense_on_rows
+    from keras_hbehavemae.models.layers.dense_rows import dense_on_rows
 
     dense = keras.layers.Dense(5, bias_initializer="glorot_uniform")
     tokens = np.random.default_rng(0).standard_normal(shape).astype("float32")

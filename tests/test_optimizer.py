@@ -1,4 +1,4 @@
-"""Tests for keras_hbehavemae.optimizer against a NumPy port of torch.optim.AdamW.
+"""Tests for keras_hbehavemae.training.optimizer against a NumPy port of torch.optim.AdamW.
 
 Run once per backend, e.g. ``KERAS_BACKEND=jax python -m pytest -q tests/test_optimizer.py``.
 """
@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_hbehavemae.optimizer import (
+from keras_hbehavemae.training.optimizer import (
     PublishedAdamW,
     WarmupHalfCosineSchedule,
     exclude_one_dimensional_from_decay,

@@ -8,8 +8,9 @@ import sys
 import numpy as np
 import pytest
 
-from keras_hbehavemae import plots
-from keras_hbehavemae.probes import probe_table
+from keras_hbehavemae.evaluation import plots, probe_table
+
+pytestmark = pytest.mark.backend_independent
 
 MIN_PNG_BYTES = 5000
 

@@ -14,6 +14,7 @@ from helpers import TINY, build_pretrainer, to_numpy
 
 from keras_hbehavemae import HBehaveMAE, HBehaveMAEBackbone, HBehaveMAEConfig
 from keras_hbehavemae.presets import list_presets, save_to_preset
+from keras_hbehavemae.presets.registry import BUILTIN_ROOT
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PUBLISHED = {"hbehavemae_shot7m2": 8_624_814, "hbehavemae_mabe22_mice": 19_433_408,
@@ -32,10 +33,10 @@ def tiny_preset(tmp_path_factory):
 def test_builtin_presets_are_listed_and_load_by_name():
     names = list_presets()
     assert set(PUBLISHED) <= set(names)
-    backbone = HBehaveMAEBackbone.from_preset("hbehavemae_hbabel")
+    backbone = HBehaveMAEBackbone.from_preset("hbehavemae_hbabel", load_weights=False)
     assert backbone.count_params() == PUBLISHED["hbehavemae_hbabel"]
     for name in PUBLISHED:
-        config = json.loads((ROOT / "presets" / name / "config.json").read_text())
+        config = json.loads((BUILTIN_ROOT / name / "config.json").read_text())
         assert config["registered_name"] == "keras_hbehavemae>HBehaveMAEBackbone"
 
 
@@ -61,6 +62,7 @@ def test_folder_round_trip(tiny_preset):
         np.testing.assert_allclose(to_numpy(a), to_numpy(b), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_preset_loads_under_another_backend(tiny_preset, tmp_path):
     model, directory = tiny_preset
     x = np.random.default_rng(1).standard_normal((2, 32, 4, 12)).astype("float32")
@@ -82,6 +84,7 @@ def test_preset_loads_under_another_backend(tiny_preset, tmp_path):
             np.testing.assert_allclose(loaded[f"arr_{index}"], level, atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(keras.config.backend() != "tensorflow",
                     reason="backend-independent packaging check; runs in the TensorFlow leg")
 def test_installed_wheel_loads_a_preset_by_name(tmp_path):
@@ -100,7 +103,9 @@ def test_installed_wheel_loads_a_preset_by_name(tmp_path):
               "from keras_hbehavemae.presets import list_presets\n"
               "print(keras_hbehavemae.__file__)\n"
               "print(sorted(list_presets()))\n"
-              "print(HBehaveMAEBackbone.from_preset('hbehavemae_shot7m2').count_params())\n")
+              "backbone = HBehaveMAEBackbone.from_preset('hbehavemae_shot7m2',\n"
+              "                                          load_weights=False)\n"
+              "print(backbone.count_params())\n")
     result = subprocess.run([str(python), "-c", script], capture_output=True, text=True,
                             cwd=tmp_path, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]

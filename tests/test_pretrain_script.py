@@ -2,8 +2,11 @@
 per-dataset defaults. A run killed with SIGKILL and resumed, its outputs, and invalid flags:
 tests/faults/test_training_faults.py."""
 
+import pytest
 from helpers import parse_pretrain_flags as parse
 from helpers import pretrain_script
+
+pytestmark = pytest.mark.backend_independent
 
 
 def test_published_multi_value_forms_are_joined():

@@ -7,7 +7,7 @@ import tensorflow as tf
 from helpers import TINY, build_pretrainer, compiled, to_numpy
 
 from keras_hbehavemae import HBehaveMAE, HBehaveMAEBackbone, HBehaveMAEConfig
-from keras_hbehavemae.optimizer import published_optimizer
+from keras_hbehavemae.training.optimizer import published_optimizer
 
 CONFIG = HBehaveMAEConfig(**TINY, decoder_embed_dim=16, mask_ratio=0.75, norm_loss=True)
 
@@ -27,6 +27,7 @@ def trained():
     return model, history.history, dataset
 
 
+@pytest.mark.slow
 def test_fit_on_tf_data_lowers_the_loss_and_logs(trained):
     _, history, _ = trained
     assert set(history) >= {"loss", "grad_norm", "learning_rate"}
@@ -35,6 +36,7 @@ def test_fit_on_tf_data_lowers_the_loss_and_logs(trained):
     assert history["learning_rate"][-1] == pytest.approx(2e-3)
 
 
+@pytest.mark.slow
 def test_evaluate_and_predict(trained):
     model, _, dataset = trained
     logs = model.evaluate(dataset, verbose=0, return_dict=True)
@@ -95,6 +97,7 @@ def test_single_decoding_freezes_fusion_heads():
     assert all(layer.trainable for layer in multi.backbone.projections)
 
 
+@pytest.mark.slow
 def test_keras_file_round_trip(tmp_path, trained):
     model, _, _ = trained
     path = tmp_path / "pretrainer.keras"
@@ -112,6 +115,7 @@ def test_keras_file_round_trip(tmp_path, trained):
     assert restored.get_config() == model.get_config()
 
 
+@pytest.mark.slow
 def test_backbone_round_trip_and_shared_weights(tmp_path, trained):
     model, _, _ = trained
     backbone = model.backbone
@@ -135,6 +139,7 @@ def test_backbone_accepts_flat_features():
         np.testing.assert_allclose(to_numpy(a), to_numpy(b), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_non_hierarchical_variant_trains():
     config = CONFIG.replace(non_hierarchical=True, q_strides=((1, 1, 1),) * 3,
                             out_embed_dims=(8, 8, 8), mask_ratio=0.75)

@@ -12,11 +12,9 @@ import sys
 import numpy as np
 import pytest
 
-from keras_hbehavemae.probes import (
+from keras_hbehavemae.evaluation import (
     RidgeClassifier,
     RidgeRegression,
-    _make_splits,
-    balanced_sample_weights,
     f1_binary,
     f1_macro,
     frame_sequence_index,
@@ -31,6 +29,10 @@ from keras_hbehavemae.probes import (
     write_table_csv,
     write_table_markdown,
 )
+from keras_hbehavemae.evaluation.protocol import _make_splits
+from keras_hbehavemae.evaluation.ridge import balanced_sample_weights
+
+pytestmark = pytest.mark.backend_independent
 
 REPOSITORY = pathlib.Path(__file__).resolve().parents[1]
 NUM_SEQUENCES, FRAMES_PER_SEQUENCE = 40, 50
@@ -340,6 +342,7 @@ def test_embedding_folder_layouts(tmp_path):
     assert list(arrays) == ["level_0", "level_1"] and arrays["level_1"].dtype == np.float32
 
 
+@pytest.mark.slow
 def test_evaluate_script_end_to_end(tmp_path):
     """One subprocess: synthetic labels file, two embedding levels, baseline, all outputs."""
     from keras_hbehavemae.data import generate_synthetic_behaviour, read_mabe_mouse_triplets

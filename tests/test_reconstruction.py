@@ -9,9 +9,7 @@ import pytest
 from helpers import TINY, build_pretrainer, golden_pretrainer
 
 from keras_hbehavemae import HBehaveMAEConfig, compute_geometry
-from keras_hbehavemae.losses import time_strided_targets
-from keras_hbehavemae.presets import save_to_preset
-from keras_hbehavemae.reconstruction import (
+from keras_hbehavemae.embeddings.reconstruction import (
     bad_unit_mask,
     fill_strided_frames,
     hidden_element_mask,
@@ -23,6 +21,8 @@ from keras_hbehavemae.reconstruction import (
     unit_extent,
     unpatchify,
 )
+from keras_hbehavemae.models.losses import time_strided_targets
+from keras_hbehavemae.presets.folder import save_to_preset
 
 TINY_CONFIG = HBehaveMAEConfig(**TINY, decoder_embed_dim=16, mask_ratio=0.75)
 # pt = 3: token grid (12, 1, 3), mask unit (2, 1, 3), mask grid (6, 1, 1), label patch (2, 1, 12).
@@ -275,6 +275,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 PLOT_SCRIPT = ROOT / "scripts" / "plot_reconstruction.py"
 
 
+@pytest.mark.slow
 def test_plot_script_writes_a_png(tmp_path, golden):
     pytest.importorskip("matplotlib")
     model, _, _ = golden
@@ -291,6 +292,7 @@ def test_plot_script_writes_a_png(tmp_path, golden):
     assert output.stat().st_size > 20_000
 
 
+@pytest.mark.slow
 def test_plot_script_explains_a_missing_matplotlib(tmp_path):
     code = ("import runpy, sys; sys.modules['matplotlib'] = None; "
             f"sys.argv = ['plot', '--preset={tmp_path}', '--data={tmp_path}/x.npy']; "

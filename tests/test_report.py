@@ -1,4 +1,4 @@
-"""Tests of the data-flow report (`keras_hbehavemae.report`, `scripts/data_flow.py`).
+"""Tests of the data-flow report (`keras_hbehavemae.report.data_flow`, `scripts/data_flow.py`).
 
 Expected numbers are literals from SPEC §7 (tables 7.1–7.3), not recomputed.
 """
@@ -14,14 +14,9 @@ import sys
 
 import pytest
 
-from keras_hbehavemae.config import HBehaveMAEConfig
-from keras_hbehavemae.report import (
-    PUBLISHED_CONFIGURATIONS,
-    data_flow_report,
-    data_flow_tables,
-    published_configuration,
-    render_data_flow,
-)
+from keras_hbehavemae.models.config import HBehaveMAEConfig, published_configuration
+from keras_hbehavemae.presets import PUBLISHED_PRESETS, published_parameters
+from keras_hbehavemae.report import data_flow_report, data_flow_tables, render_data_flow
 
 SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "scripts" / "data_flow.py"
 
@@ -138,12 +133,12 @@ def test_published_pred_strides_and_kept_units(name, pred_stride, kept, units, c
 
 
 def test_published_configurations_are_the_spec_settings():
-    assert sorted(PUBLISHED_CONFIGURATIONS) == ["hbabel", "mabe22", "shot7m2"]
-    shot = PUBLISHED_CONFIGURATIONS["shot7m2"]
+    assert sorted(PUBLISHED_PRESETS) == ["hbabel", "mabe22", "shot7m2"]
+    shot = published_parameters("shot7m2")
     assert (shot["decoding_strategy"], shot["norm_loss"], shot["mask_ratio"]) == (
         "single", False, 0.70)
-    assert PUBLISHED_CONFIGURATIONS["mabe22"]["norm_loss"] is True
-    with pytest.raises(ValueError, match="not a published configuration"):
+    assert published_parameters("mabe22")["norm_loss"] is True
+    with pytest.raises(ValueError, match="is not one of"):
         published_configuration("shot7m3")
 
 
@@ -216,14 +211,15 @@ def test_disagreeing_model_is_reported_loudly():
 
 
 def test_invalid_configuration_raises_its_value_error():
-    bad = dict(PUBLISHED_CONFIGURATIONS["mabe22"], q_strides="5,1,1;1,4,1")
+    bad = dict(published_parameters("mabe22"), q_strides="5,1,1;1,4,1")
     with pytest.raises(ValueError, match=r"^q_strides: mask-unit size \(5, 4, 1\)"):
         data_flow_report(bad, build_model=False)
     with pytest.raises(ValueError, match=r"^mask_ratio: .*training needs 1 <= K < U"):
-        data_flow_report(dict(PUBLISHED_CONFIGURATIONS["hbabel"], mask_ratio=0.95),
+        data_flow_report(dict(published_parameters("hbabel"), mask_ratio=0.95),
                          build_model=False)
 
 
+@pytest.mark.slow
 def test_script_invalid_configuration_exits_2_with_one_line():
     result = run_script("--config", "mabe22", "--q_strides", "5,1,1;1,4,1", "--no_build")
     assert result.returncode == 2, result.stderr
@@ -233,6 +229,7 @@ def test_script_invalid_configuration_exits_2_with_one_line():
     assert lines[-1].startswith("error: q_strides: mask-unit size (5, 4, 1)")
 
 
+@pytest.mark.slow
 def test_script_prints_the_shot7m2_report(tmp_path):
     output = tmp_path / "shot7m2.md"
     result = run_script("--config", "shot7m2", "--no_build", "--output", str(output))

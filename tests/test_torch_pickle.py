@@ -23,6 +23,8 @@ from keras_hbehavemae.convert.torch_pickle import (
     load_torch_file,
 )
 
+pytestmark = pytest.mark.backend_independent
+
 _ARGS = {
     "input_size": [400, 1, 72],
     "q_strides": "2,1,4;2,1,6",
@@ -200,6 +202,7 @@ def test_plain_pickle_of_a_bare_array(tmp_path: Path) -> None:
     np.testing.assert_array_equal(load_torch_file(path), np.arange(5.0))
 
 
+@pytest.mark.slow
 def test_loads_without_torch(tmp_path: Path) -> None:
     pytest.importorskip("torch")
     model = save_small_checkpoint(tmp_path / "checkpoint.pt")

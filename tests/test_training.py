@@ -14,7 +14,7 @@ import pytest
 from helpers import SMALL, small_data
 from helpers import small_training as training
 
-from keras_hbehavemae import run_directory
+from keras_hbehavemae.training import run_directory
 
 BACKEND = keras.config.backend()
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -35,6 +35,7 @@ def test_learning_rate_scales_with_the_effective_batch():
     assert two["steps_per_epoch"] == data.num_train_windows // 8
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(BACKEND != "tensorflow",
                     reason="XLA on a CPU: the TensorFlow choice (JAX always compiles)")
 def test_xla_compiled_training_runs_and_matches_the_eager_loss():
@@ -128,6 +129,7 @@ def run_distributed(tmp_path, **environment):
     return json.loads(line[len("RESULT "):])
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(BACKEND != "tensorflow", reason="MirroredStrategy: TensorFlow leg only")
 def test_mirrored_strategy_on_two_cpus_trains_with_different_masks_per_replica(tmp_path):
     result = run_distributed(tmp_path)
@@ -138,6 +140,7 @@ def test_mirrored_strategy_on_two_cpus_trains_with_different_masks_per_replica(t
     assert not np.array_equal(first, second), "replicas must draw their own masks"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(BACKEND != "jax", reason="DataParallel on two host devices: JAX leg only")
 def test_jax_data_parallel_on_two_host_devices_trains(tmp_path):
     # Unoptimised XLA code compiles much faster (a test-speed measure only).

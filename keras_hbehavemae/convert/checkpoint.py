@@ -24,7 +24,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from keras_hbehavemae.config import HBehaveMAEConfig
+from keras_hbehavemae.models.config import HBehaveMAEConfig
 
 # Keys a backbone conversion skips (they belong to the pretrainer or to the unused
 # classification head of the published inference encoder).
@@ -261,8 +261,8 @@ def from_torch_checkpoint(path, config: HBehaveMAEConfig | None = None):
 def build_from_torch_checkpoint(path, config: HBehaveMAEConfig | None = None,
                                 backbone_only: bool = False, seed: int | None = None):
     """Builds a pretrainer (or backbone) from a checkpoint and loads its weights strictly."""
-    from keras_hbehavemae.backbone import HBehaveMAEBackbone
-    from keras_hbehavemae.pretrainer import HBehaveMAE
+    from keras_hbehavemae.models.backbone import HBehaveMAEBackbone
+    from keras_hbehavemae.models.pretrainer import HBehaveMAE
 
     config, state = from_torch_checkpoint(path, config)
     backbone = HBehaveMAEBackbone(**config.encoder_kwargs())

@@ -45,7 +45,6 @@ from keras_hbehavemae.data.windows import (
 _TENSORFLOW_NAMES = {
     "ArenaAugmentation": "keras_hbehavemae.data.augment",
     "make_evaluation_dataset": "keras_hbehavemae.data.pipeline",
-    "make_extraction_dataset": "keras_hbehavemae.data.pipeline",
     "make_pretraining_dataset": "keras_hbehavemae.data.pipeline",
     "window_dataset": "keras_hbehavemae.data.pipeline",
 }
@@ -60,7 +59,6 @@ __all__ = [
     "extraction_windows",
     "generate_synthetic_behaviour",
     "make_evaluation_dataset",
-    "make_extraction_dataset",
     "make_pretraining_dataset",
     "read_hbabel",
     "read_keypoint_arrays",

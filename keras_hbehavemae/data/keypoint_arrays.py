@@ -39,9 +39,9 @@ from typing import Any, Literal
 import numpy as np
 
 from keras_hbehavemae.data.filling import hold_fill, interpolate_fill
-from keras_hbehavemae.data.pickle_loading import load_pickled_file
 from keras_hbehavemae.data.sequences import KeypointSequences
 from keras_hbehavemae.data.validation import check_sequence, numeric_array
+from keras_hbehavemae.files.unpickling import load_pickled_file
 
 SUPPORTED_SUFFIXES = (".npy", ".npz", ".csv")
 _LAYOUT_LETTERS = "tikd"

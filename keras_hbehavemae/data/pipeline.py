@@ -33,7 +33,6 @@ from keras_hbehavemae.data.sequences import KeypointSequences
 from keras_hbehavemae.data.windows import (
     WindowPlan,
     end_padded_windows,
-    extraction_windows,
     training_windows,
 )
 
@@ -259,27 +258,4 @@ def make_evaluation_dataset(
     plan = _plan_for(
         [array.shape[0] for array in arrays], num_frames, sliding_window, sampling_rate, padding
     )
-    return window_dataset(arrays, plan, batch_size, normalise=normalise)
-
-
-def make_extraction_dataset(
-    sequence: np.ndarray,
-    num_frames: int,
-    batch_size: int,
-    normalise: Normalisation | None = None,
-    expected_input_size: tuple[int, int, int] | None = None,
-) -> tf.data.Dataset:
-    """All stride-1 extraction windows of one `[L, H, W]` sequence, in order (SPEC §10).
-
-    There are L + num_frames − 1 windows; window w covers padded frames
-    [w, w + num_frames) of the sequence edge-padded by num_frames − 1 on both sides.
-
-    Example:
-        >>> dataset = make_extraction_dataset(np.zeros((10, 1, 4)), num_frames=4, batch_size=8)
-        >>> sum(batch.shape[0] for batch in dataset)
-        13
-    """
-    arrays = _as_arrays([sequence])
-    _check_input_size(num_frames, arrays[0].shape[1:], expected_input_size)
-    plan = extraction_windows([arrays[0].shape[0]], num_frames)
     return window_dataset(arrays, plan, batch_size, normalise=normalise)

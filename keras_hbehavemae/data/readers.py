@@ -34,9 +34,9 @@ import numpy as np
 
 from keras_hbehavemae.data.filling import fill_mouse_holes
 from keras_hbehavemae.data.keypoint_arrays import read_keypoint_arrays
-from keras_hbehavemae.data.pickle_loading import load_pickled_file
 from keras_hbehavemae.data.sequences import KeypointSequences, LabelInfo
 from keras_hbehavemae.data.validation import check_sequence, numeric_array, require_keys
+from keras_hbehavemae.files.unpickling import load_pickled_file
 
 __all__ = [
     "HBABEL_JOINT_ORDER",

@@ -1,12 +1,7 @@
 """The published data recipes by dataset name, and `PretrainingData` (train + held-out split).
 
-| dataset | files under `path` | reader | per window | held-out split |
-|---|---|---|---|---|
-| `synthetic` | `train.npy`, `test.npy` (`write_synthetic_dataset`) | MABe22 | augment (opt.), (v−425)/425 | test |
-| `mabe_mice` | `mouse_triplet_train.npy`, `mouse_triplet_test.npy` | MABe22 | augment (published: on), (v−425)/425 | test |
-| `shot7m2` | `train/train_dictionary_poses.npy`, `test/test_dictionary_poses.npy` | Shot7M2 | nothing | test |
-| `hbabel` | `babel-smplh-30fps-male/{train,val}_proc_realigned_procrustes.pth.tar` (or `train.npy`/`val.npy`) | hBABEL | nothing; end-only padding | val |
-| `keypoints` | `train/` and optional `test/` folders (or one folder) | generic arrays | nothing | test, if present |
+Where each dataset keeps its splits is `layouts`; this module wires the published
+per-window recipe (augmentation, normalisation, window strides) around them.
 
 Example:
 
@@ -15,7 +10,7 @@ Example:
 ...                        num_frames=20, sliding_window=5)
 >>> data.num_train_windows, data.steps_per_epoch(global_batch_size=4)
 (10, 2)
-"""  # noqa: E501
+"""
 
 from __future__ import annotations
 
@@ -26,21 +21,11 @@ from typing import Any
 
 import numpy as np
 
+from keras_hbehavemae.data.layouts import layout, read_file, read_split, split_path
 from keras_hbehavemae.data.normalisation import ArenaNormalisation
-from keras_hbehavemae.data.readers import (
-    read_hbabel,
-    read_keypoint_arrays,
-    read_mabe_mouse_triplets,
-    read_shot7m2,
-)
 from keras_hbehavemae.data.sequences import KeypointSequences
 from keras_hbehavemae.data.synthetic import write_synthetic_dataset
 from keras_hbehavemae.data.windows import WindowPlan, end_padded_windows, training_windows
-
-DATASETS = ("synthetic", "mabe_mice", "shot7m2", "hbabel", "keypoints")
-
-#: Published window strides (SPEC §9.1, §9.4).
-SLIDING_WINDOW = {"synthetic": 17, "mabe_mice": 17, "shot7m2": 17, "hbabel": 11, "keypoints": 17}
 
 Sequences = KeypointSequences | Sequence[np.ndarray]
 
@@ -152,14 +137,6 @@ class PretrainingData:
         }
 
 
-def _require_file(path: str, dataset: str) -> str:
-    if not os.path.isfile(path):
-        raise FileNotFoundError(
-            f"{path}: not found; --dataset {dataset} expects this file under "
-            "--path_to_data_dir")
-    return path
-
-
 def ensure_synthetic_dataset(directory: str, seed: int = 0, num_train_sequences: int = 32,
                              num_test_sequences: int = 8,
                              num_frames_per_sequence: int = 1800) -> dict[str, str]:
@@ -172,38 +149,6 @@ def ensure_synthetic_dataset(directory: str, seed: int = 0, num_train_sequences:
         return paths
     return write_synthetic_dataset(directory, num_train_sequences, num_test_sequences,
                                    num_frames_per_sequence, seed=seed)
-
-
-def _load_joblib(path: str):
-    try:
-        import joblib
-    except ImportError:
-        raise ValueError(
-            f"{path}: the published hBABEL files are joblib pickles; install joblib "
-            "(pip install joblib), or save the list of dicts as train.npy / val.npy") from None
-    return joblib.load(path)  # the user's own preprocessed file (SPEC §9.4)
-
-
-def _read_hbabel_split(path: str, split: str, expected_hw) -> KeypointSequences:
-    published = os.path.join(path, "babel-smplh-30fps-male",
-                             f"{split}_proc_realigned_procrustes.pth.tar")
-    if os.path.isfile(published):
-        return read_hbabel(_load_joblib(published), expected_hw=expected_hw)
-    for name in (f"{split}.npy", f"{split}.pkl"):
-        if os.path.isfile(os.path.join(path, name)):
-            return read_hbabel(os.path.join(path, name), expected_hw=expected_hw)
-    raise FileNotFoundError(
-        f"{published}: not found (nor {split}.npy / {split}.pkl in {path}); --dataset hbabel "
-        "expects the processed splits of SPEC §9.4 under --path_to_data_dir")
-
-
-def _read_keypoint_folders(path: str, expected_hw):
-    train_folder, test_folder = os.path.join(path, "train"), os.path.join(path, "test")
-    if not os.path.isdir(train_folder):
-        return read_keypoint_arrays(path, expected_hw=expected_hw), None
-    test = (read_keypoint_arrays(test_folder, expected_hw=expected_hw)
-            if os.path.isdir(test_folder) else None)
-    return read_keypoint_arrays(train_folder, expected_hw=expected_hw), test
 
 
 def load_pretraining_data(
@@ -232,37 +177,34 @@ def load_pretraining_data(
             frame shape does not fit `input_size`.
         FileNotFoundError: missing files.
     """
-    if dataset not in DATASETS:
-        raise ValueError(f"dataset: {dataset!r} is not one of {DATASETS}")
-    mice = dataset in ("synthetic", "mabe_mice")
-    if not mice and (fill_holes or data_augment):
+    spec = layout(dataset)
+    if not spec.mice and (fill_holes or data_augment):
         raise ValueError(
             f"--fill_holes/--data_augment apply to the mouse datasets only, not {dataset!r} "
             "(Shot7M2, hBABEL and generic keypoints are used unaugmented)")
+    if sliding_window is None:
+        sliding_window = spec.sliding_window
     num_frames, expected_hw = int(input_size[0]), tuple(int(v) for v in input_size[1:])
-    options = dict(
-        num_frames=num_frames, sampling_rate=sampling_rate,
-        sliding_window=sliding_window or SLIDING_WINDOW[dataset], source=os.fspath(path))
-    if mice:
-        from keras_hbehavemae.data.augment import ArenaAugmentation
-
-        names = (("train.npy", "test.npy") if dataset == "synthetic" else
-                 ("mouse_triplet_train.npy", "mouse_triplet_test.npy"))
-        train, test = (
-            read_mabe_mouse_triplets(_require_file(os.path.join(path, name), dataset),
-                                     fill_holes=fill_holes, expected_hw=expected_hw)
-            for name in names)
-        return PretrainingData(dataset, train, test, augment=ArenaAugmentation()
-                               if data_augment else None, normalise=ArenaNormalisation(),
+    options = dict(num_frames=num_frames, sampling_rate=sampling_rate,
+                   sliding_window=sliding_window, padding=spec.padding, source=os.fspath(path))
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"--path_to_data_dir {path!r}: no such folder")
+    if dataset == "keypoints":
+        # `train/` and an optional `test/` folder, or one folder of training arrays.
+        train_folder = split_path(dataset, path, "train", must_exist=False)
+        if not os.path.isdir(train_folder):
+            return PretrainingData(dataset, read_file(dataset, path, expected_hw), None,
+                                   **options)
+        test_folder = split_path(dataset, path, spec.held_out_split, must_exist=False)
+        test = read_file(dataset, test_folder, expected_hw) if os.path.isdir(test_folder) else None
+        return PretrainingData(dataset, read_file(dataset, train_folder, expected_hw), test,
                                **options)
-    if dataset == "shot7m2":
-        train, test = (
-            read_shot7m2(_require_file(os.path.join(path, split, f"{split}_dictionary_poses.npy"),
-                                       dataset), expected_hw=expected_hw)
-            for split in ("train", "test"))
+    train, test = (read_split(dataset, path, split, expected_hw, fill_holes)
+                   for split in ("train", spec.held_out_split))
+    if not spec.mice:
         return PretrainingData(dataset, train, test, **options)
-    if dataset == "hbabel":
-        train, test = (_read_hbabel_split(path, split, expected_hw) for split in ("train", "val"))
-        return PretrainingData(dataset, train, test, padding="end_only", **options)
-    train, test = _read_keypoint_folders(path, expected_hw)
-    return PretrainingData(dataset, train, test, **options)
+    from keras_hbehavemae.data.augment import ArenaAugmentation
+
+    return PretrainingData(dataset, train, test,
+                           augment=ArenaAugmentation() if data_augment else None,
+                           normalise=ArenaNormalisation(), **options)

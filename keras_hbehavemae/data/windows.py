@@ -185,30 +185,3 @@ def extraction_windows(lengths: Sequence[int], num_frames: int) -> WindowPlan:
         [13]
     """
     return _plan(lengths, num_frames, 1, 1, num_frames - 1, num_frames - 1)
-
-
-def edge_pad(sequence: np.ndarray, before: int, after: int) -> np.ndarray:
-    """Replicates the first frame `before` times and the last frame `after` times.
-
-    Example:
-        >>> edge_pad(np.array([1, 2, 3]), 2, 1)
-        array([1, 1, 1, 2, 3, 3])
-    """
-    sequence = np.asarray(sequence)
-    widths = [(before, after)] + [(0, 0)] * (sequence.ndim - 1)
-    return np.pad(sequence, widths, mode="edge")
-
-
-def gather_windows(sequences: Sequence[np.ndarray], plan: WindowPlan) -> np.ndarray:
-    """Materialises every window of `plan` as `[n_windows, num_frames, ...]` (small data only).
-
-    Example:
-        >>> windows = gather_windows([np.arange(5)], extraction_windows([5], num_frames=3))
-        >>> windows[:3].tolist()
-        [[0, 0, 0], [0, 0, 1], [0, 1, 2]]
-    """
-    indices = plan.frame_indices()
-    return np.stack(
-        [sequences[sequence_id][frame_indices]
-         for sequence_id, frame_indices in zip(plan.sequence_ids, indices, strict=True)]
-    )  # fmt: skip

@@ -16,6 +16,8 @@ from keras_hbehavemae.data.augment import (  # noqa: E402
 )
 from keras_hbehavemae.data.normalisation import ArenaNormalisation  # noqa: E402
 
+pytestmark = pytest.mark.backend_independent
+
 SEEDS = [tf.constant([seed, 17], tf.int64) for seed in range(20)]
 
 

@@ -4,9 +4,12 @@ tests/faults/test_data_faults.py."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from keras_hbehavemae.data.filling import fill_mouse_holes, hold_fill, interpolate_fill
 from keras_hbehavemae.data.readers import read_keypoint_arrays
+
+pytestmark = pytest.mark.backend_independent
 
 NAN = np.nan
 

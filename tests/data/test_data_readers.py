@@ -16,6 +16,8 @@ from keras_hbehavemae.data.readers import (
     read_shot7m2,
 )
 
+pytestmark = pytest.mark.backend_independent
+
 
 def _mouse_keypoints(num_frames: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)

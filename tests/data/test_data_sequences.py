@@ -7,6 +7,8 @@ import pytest
 
 from keras_hbehavemae.data.sequences import KeypointSequences, LabelInfo
 
+pytestmark = pytest.mark.backend_independent
+
 
 def test_order_lengths_and_frame_map():
     sequences = KeypointSequences(

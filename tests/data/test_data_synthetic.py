@@ -15,6 +15,8 @@ from keras_hbehavemae.data.synthetic import (
     write_synthetic_dataset,
 )
 
+pytestmark = pytest.mark.backend_independent
+
 TIMESCALE_RANGES = {"moveme": (5, 20), "action": (30, 120), "activity": (300, 900)}
 
 

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from window_references import edge_pad, gather_windows
 
 from keras_hbehavemae.data.windows import (
-    edge_pad,
     end_padded_windows,
     extraction_windows,
-    gather_windows,
     training_padding,
     training_windows,
 )
+
+pytestmark = pytest.mark.backend_independent
 
 
 def test_published_window_counts():

@@ -15,7 +15,7 @@ from helpers import (
     run_small_pretraining,
 )
 
-from keras_hbehavemae.callbacks import NonFiniteLossError
+from keras_hbehavemae.training.callbacks import NonFiniteLossError
 
 
 @pytest.fixture(scope="session")

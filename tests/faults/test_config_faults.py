@@ -21,7 +21,7 @@ from helpers import make_config as make
 
 from keras_hbehavemae import HBehaveMAE, HBehaveMAEBackbone, HBehaveMAEConfig
 from keras_hbehavemae.data.recipes import load_pretraining_data
-from keras_hbehavemae.geometry import compute_geometry
+from keras_hbehavemae.models.geometry import compute_geometry
 from keras_hbehavemae.training import build_training_run, setup_distribution
 
 # ---------------------------------------------------------------------------------------------

@@ -14,13 +14,15 @@ import pickle
 import numpy as np
 import pytest
 
-from keras_hbehavemae.data.pickle_loading import load_pickled_file
 from keras_hbehavemae.data.readers import (
     read_hbabel,
     read_keypoint_arrays,
     read_mabe_mouse_triplets,
     read_shot7m2,
 )
+from keras_hbehavemae.files.unpickling import load_pickled_file
+
+pytestmark = pytest.mark.backend_independent
 
 NAN = np.nan
 MICE = np.full((5, 3, 12, 2), 100.0, np.float32)  # 5 frames of 3 mice × 12 keypoints × (x, y)

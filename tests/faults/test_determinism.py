@@ -5,6 +5,7 @@ import os
 
 import h5py
 import numpy as np
+import pytest
 from helpers import TINY_CONFIG, build_pretrainer, compiled, to_numpy
 
 from keras_hbehavemae import HBehaveMAEConfig
@@ -32,6 +33,7 @@ def checkpoint_arrays(path) -> dict:
     return arrays
 
 
+@pytest.mark.slow
 def test_same_seed_gives_the_same_losses_and_weights_in_two_fresh_runs(finished_run,
                                                                        poisoned_run):
     """Weight initialisation, window shuffling and masks all follow `TrainingConfig.seed`: two

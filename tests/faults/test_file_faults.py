@@ -29,7 +29,7 @@ from helpers import (
     write_zip,
 )
 
-from keras_hbehavemae import HBehaveMAE, HBehaveMAEBackbone, run_directory
+from keras_hbehavemae import HBehaveMAE, HBehaveMAEBackbone
 from keras_hbehavemae.convert.checkpoint import (
     build_from_torch_checkpoint,
     from_torch_checkpoint,
@@ -40,8 +40,9 @@ from keras_hbehavemae.convert.torch_pickle import (
     extract_state_dict,
     load_torch_file,
 )
-from keras_hbehavemae.presets import save_to_preset
-from keras_hbehavemae.training import load_initial_weights, read_preset_config
+from keras_hbehavemae.loading import load_weights_into, read_model_config
+from keras_hbehavemae.presets.folder import save_to_preset
+from keras_hbehavemae.training import run_directory
 
 
 @pytest.fixture(scope="module")
@@ -155,7 +156,7 @@ def test_damaged_keras_file_as_starting_preset_is_named(tmp_path):
     path = tmp_path / "start.keras"
     path.write_bytes(b"not a zip archive")
     with pytest.raises(ValueError, match=r"--preset '.*start\.keras': not a readable \.keras"):
-        read_preset_config(str(path))
+        read_model_config(str(path), "--preset")
 
 
 def test_damaged_preset_folder_as_starting_preset_is_named(tiny_preset, tmp_path):
@@ -163,7 +164,7 @@ def test_damaged_preset_folder_as_starting_preset_is_named(tiny_preset, tmp_path
     broken = copy_preset(directory, tmp_path / "start")
     (broken / "task.json").write_text("{")
     with pytest.raises(ValueError, match=r"task\.json: not valid JSON"):
-        read_preset_config(str(broken))
+        read_model_config(str(broken), "--preset")
 
 
 def test_truncated_weights_file_as_starting_preset_is_named(tiny_pretrainer, tiny_preset,
@@ -174,7 +175,7 @@ def test_truncated_weights_file_as_starting_preset_is_named(tiny_pretrainer, tin
     # The file cannot even be opened, so nothing is assigned to the shared model.
     with pytest.raises(ValueError, match=r"--preset '.*start\.weights\.h5': cannot load its "
                                          r"weights into the configured model"):
-        load_initial_weights(tiny_pretrainer, str(path))
+        load_weights_into(tiny_pretrainer, str(path), parameter="--preset")
 
 
 # ---------------------------------------------------------------- published checkpoints

@@ -1,4 +1,4 @@
-"""Faults during training (`keras_hbehavemae.training`, `callbacks`, `run_directory`,
+"""Faults during training (`keras_hbehavemae.training.run`, `callbacks`, `run_directory`,
 `scripts/pretrain.py`): a run killed with SIGKILL and rerun, unwritable folders and full disks
 (known before training, or hit while writing), crashes in the middle of checkpoint and state
 writes, a resume under another configuration, damaged run files, non-finite losses and NaN
@@ -24,7 +24,6 @@ import keras
 import numpy as np
 import pytest
 from helpers import (
-    PRETRAIN_SCRIPT,
     REPOSITORY,
     SMALL,
     parse_pretrain_flags,
@@ -34,12 +33,12 @@ from helpers import (
 )
 from helpers import small_training as training
 
-from keras_hbehavemae import HBehaveMAE, HBehaveMAEBackbone, HBehaveMAEConfig, run_directory
-from keras_hbehavemae.callbacks import EpochCheckpoint, NonFiniteLossError
+from keras_hbehavemae import HBehaveMAE, HBehaveMAEBackbone, HBehaveMAEConfig
 from keras_hbehavemae.data import write_synthetic_dataset
 from keras_hbehavemae.data.recipes import PretrainingData
-from keras_hbehavemae.optimizer import published_optimizer
-from keras_hbehavemae.training import build_pretrainer, run_pretraining
+from keras_hbehavemae.training import build_pretrainer, run_directory, run_pretraining
+from keras_hbehavemae.training.callbacks import EpochCheckpoint, NonFiniteLossError
+from keras_hbehavemae.training.optimizer import published_optimizer
 
 CONFIG = HBehaveMAEConfig(**SMALL)
 
@@ -222,6 +221,7 @@ def test_non_finite_loss_stops_with_an_error_and_keeps_every_checkpoint(poisoned
     small_model.load_weights(os.path.join(output, state["checkpoint"]))  # complete, loadable
 
 
+@pytest.mark.slow
 def test_nan_in_the_training_data_stops_the_first_epoch(tmp_path):
     """NaN keypoints are not rejected by the model; the guard stops at the first NaN loss."""
     sequence = np.random.default_rng(0).normal(size=(60, 3, 24)).astype("float32")
@@ -255,7 +255,7 @@ def data_dir(tmp_path_factory):
 
 
 def command(data_dir, output_dir):
-    return [sys.executable, str(PRETRAIN_SCRIPT), "--dataset", "synthetic",
+    return [sys.executable, "-m", "keras_hbehavemae.cli.pretrain", "--dataset", "synthetic",
             f"--path_to_data_dir={data_dir}", f"--output_dir={output_dir}", *TINY_FLAGS]
 
 
@@ -306,6 +306,7 @@ def resumed_run(data_dir, tmp_path_factory):
             "second_output": output}
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_from_the_last_completed_epoch(resumed_run):
     output_dir, at_kill = resumed_run["output_dir"], resumed_run["state_at_kill"]
     assert resumed_run["alive_at_kill"], "the run finished before it could be killed"
@@ -324,6 +325,7 @@ def test_killed_run_resumes_from_the_last_completed_epoch(resumed_run):
     assert epochs == list(range(EPOCHS)), "each epoch is logged exactly once"
 
 
+@pytest.mark.slow
 def test_run_writes_checkpoints_logs_metrics_and_a_loadable_preset(resumed_run):
     # The killed and resumed run leaves what an uninterrupted run would.
     output_dir = resumed_run["output_dir"]
@@ -359,6 +361,7 @@ def test_run_writes_checkpoints_logs_metrics_and_a_loadable_preset(resumed_run):
     assert HBehaveMAEBackbone.from_preset(preset).count_params() < model.count_params()
 
 
+@pytest.mark.slow
 def test_resuming_with_other_flags_is_refused(resumed_run, data_dir, capsys):
     flag_values = parse_pretrain_flags(
         "--dataset=synthetic", f"--path_to_data_dir={data_dir}",

@@ -1,0 +1,337 @@
+"""Per-frame embeddings from a trained encoder: `embed_sequence` and `embed_sequences`.
+
+Extraction runs the encoder only, unmasked. The level-k embedding of a window
+is the level map L_k `[T_k, H_k, W_k, out_k]` (rerolled, projected, not
+normalised); `encoder_norm` and the fusion heads are not used. Every derived
+number (T_k, τ_k = `frames_per_token`, the level grids) comes from
+`backbone.geometry`; the extraction windows come from `data.windows`.
+
+Two modes turn window embeddings into one row per frame:
+
+The modes (`exact`, `fast`, `strided`) are described in `modes`; PCA in `pca`; the
+published submission files in `submission`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+
+from keras_hbehavemae.data.sequences import KeypointSequences
+from keras_hbehavemae.data.windows import WindowPlan
+from keras_hbehavemae.embeddings.modes import (
+    check_mode,
+    fast_mode_stride_and_padding,
+    window_plan,
+)
+
+#: Default windows per backbone call.
+DEFAULT_BATCH_SIZE = 64
+
+Normalisation = Callable[[np.ndarray], np.ndarray]
+
+
+def _num_frames(backbone) -> int:
+    return int(backbone.geometry.config.input_size[0])
+
+
+def _frame_shape(backbone) -> tuple[int, int]:
+    _, height, width = backbone.geometry.config.input_size
+    return int(height), int(width)
+
+
+def _resolve_levels(backbone, levels: int | Sequence[int] | None) -> list[int]:
+    """Level indices (negative ones counted from the end), in the order given."""
+    count = len(backbone.geometry.levels)
+    if levels is None:
+        return list(range(count))
+    if isinstance(levels, (int, np.integer)):
+        levels = [levels]
+    resolved = []
+    for level in levels:
+        if int(level) != level or not -count <= level < count:
+            raise ValueError(f"levels: {level!r} is not a level of this model (0 … {count - 1})")
+        resolved.append(int(level) % count)
+    if not resolved:
+        raise ValueError("levels: the list is empty")
+    return resolved
+
+
+def embedding_dims(backbone, levels=None, embedsum: bool = False) -> list[int]:
+    """D_k per level: H_k·W_k·out_k (flatten) or out_k (`embedsum`), from the geometry."""
+    dims = []
+    for level in _resolve_levels(backbone, levels):
+        geometry = backbone.geometry.levels[level]
+        _, height, width = geometry.grid
+        dims.append(geometry.out_dim if embedsum else height * width * geometry.out_dim)
+    return dims
+
+
+# ---------------------------------------------------------------- the backbone
+def _as_windows(backbone, windows) -> np.ndarray:
+    frames = _num_frames(backbone)
+    height, width = _frame_shape(backbone)
+    windows = np.asarray(windows, dtype=np.float32)
+    if windows.ndim == 3 and windows.shape[1:] == (frames, height * width):
+        windows = windows.reshape(-1, frames, height, width)
+    if windows.ndim != 4 or windows.shape[1:] != (frames, height, width):
+        raise ValueError(
+            f"windows: expected [batch, {frames}, {height}, {width}] for this model, got shape "
+            f"{windows.shape}")
+    return windows
+
+
+def encode_levels(backbone, windows, levels=None) -> list[np.ndarray]:
+    """The unmasked level maps of a batch of windows, as float32 NumPy arrays.
+
+    Runs the backbone's compiled predict path (`predict_on_batch`: a `tf.function`
+    on TensorFlow, `jax.jit` on JAX, `no_grad` on PyTorch). Each new input shape is
+    compiled once (seconds for the tiny model under JAX, much longer for published
+    ones), so the batch is padded, by repeating its last window, to the next power of
+    two (above 1024: the next multiple of 1024); the padding rows are dropped.
+
+    Args:
+        backbone: an `HBehaveMAEBackbone`.
+        windows: `[B, T, H, W]` (or `[B, T, H·W]`) model windows, already preprocessed.
+        levels: level indices to return (default all), in the order given.
+
+    Returns:
+        One float32 array `[B, T_k, H_k, W_k, out_k]` per requested level.
+    """
+    windows = _as_windows(backbone, windows)
+    count = windows.shape[0]
+    if count == 0:
+        raise ValueError("windows: the batch is empty")
+    rows = _padded_size(count)
+    if rows > count:  # repeat the last window; its outputs are dropped
+        windows = np.concatenate([windows, np.repeat(windows[-1:], rows - count, axis=0)])
+    return [level[:count] for level in _predict(backbone, windows, levels)]
+
+
+def _predict(backbone, windows: np.ndarray, levels) -> list[np.ndarray]:
+    """The selected level maps of `windows` through the compiled predict path, float32."""
+    outputs = backbone.predict_on_batch(windows)
+    if not isinstance(outputs, (list, tuple)):
+        outputs = [outputs]
+    return [np.asarray(outputs[level], dtype=np.float32)
+            for level in _resolve_levels(backbone, levels)]
+
+
+def level_rows(level_map: np.ndarray, embedsum: bool = False) -> np.ndarray:
+    """`[B, T_k, H_k, W_k, C]` → `[B, T_k, D]`: flatten (h, w, c), or mean over H_k·W_k tokens.
+
+    Example:
+        >>> level = np.arange(2 * 3 * 2 * 1 * 4, dtype=np.float32).reshape(2, 3, 2, 1, 4)
+        >>> level_rows(level).shape, level_rows(level, embedsum=True).shape
+        ((2, 3, 8), (2, 3, 4))
+    """
+    batch, frames, height, width, channels = level_map.shape
+    if embedsum:
+        return level_map.reshape(batch, frames, height * width, channels).mean(axis=2)
+    return level_map.reshape(batch, frames, height * width * channels)
+
+
+# ---------------------------------------------------------------- one sequence
+def _as_sequence(backbone, sequence) -> np.ndarray:
+    height, width = _frame_shape(backbone)
+    sequence = np.asarray(sequence, dtype=np.float32)
+    if sequence.ndim == 2 and sequence.shape[1] == height * width:
+        sequence = sequence.reshape(-1, height, width)
+    if sequence.ndim != 3 or sequence.shape[1:] != (height, width):
+        raise ValueError(
+            f"sequence: expected [L, {height}, {width}] (or [L, {height * width}]) for this "
+            f"model, got shape {sequence.shape}")
+    if sequence.shape[0] < 1:
+        raise ValueError("sequence: it has no frames")
+    if not np.isfinite(sequence).all():
+        bad = int(np.count_nonzero(~np.isfinite(sequence).all(axis=(1, 2))))
+        raise ValueError(
+            f"sequence: {bad} frame(s) hold NaN or inf; fill untracked values first "
+            "(e.g. read_keypoint_arrays(..., fill='interpolate'))")
+    return sequence
+
+
+def _padded_size(count: int) -> int:
+    """Rows to run for `count` windows in `encode_levels`: the next power of two up to 1024,
+    else the next multiple of 1024, so arbitrary batch sizes compile only a few shapes."""
+    if count <= 1024:
+        return 1 << max(count - 1, 0).bit_length()
+    return -(-count // 1024) * 1024
+
+
+def _stream_levels(backbone, sequence, plan: WindowPlan, levels, batch_size, normalise):
+    """Yields `(first_window, [level maps of windows first … first + b))` batch by batch."""
+    offsets = np.arange(plan.num_frames) * plan.sampling_rate
+    last = int(plan.sequence_lengths[0]) - 1
+    for first in range(0, len(plan), batch_size):
+        starts = plan.starts[first:first + batch_size]
+        count = len(starts)
+        if count < batch_size:  # one compiled shape: repeat the last window, drop its outputs
+            starts = np.concatenate([starts, np.full(batch_size - count, starts[-1])])
+        indices = np.clip(starts[:, None] - plan.pad_before + offsets[None, :], 0, last)
+        windows = sequence[indices]  # [rows, T, H, W], edge padding by clipping
+        if normalise is not None:
+            windows = np.asarray(normalise(windows), dtype=np.float32)
+        maps = _predict(backbone, windows, levels)
+        yield first, [level_map[:count] for level_map in maps]
+
+
+def embed_sequence(
+    backbone,
+    sequence,
+    levels: int | Sequence[int] | None = None,
+    mode: str = "exact",
+    embedsum: bool = False,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    normalise: Normalisation | None = None,
+    window_stride: int | None = None,
+) -> list[np.ndarray]:
+    """Per-frame embeddings of one sequence (SPEC §10; details in the module docstring).
+
+    - "exact": every stride-1 window of the sequence edge-padded by T − 1 on both
+      sides (L + T − 1 windows); frame f's row is the mean of the T window rows
+      covering it (each time token repeated τ_k times), accumulated as running sums.
+    - "fast": stride s = 2 (T even) or 1, pad (T − s)/2 per side, ⌈L/s⌉ windows;
+      window i contributes only its time token pad // τ_k (the token holding window
+      frame `pad`, which is original frame i·s), repeated s times for frames
+      i·s … i·s + s − 1; the rows are truncated to L.
+    - "strided": the exact-mode windows at starts 0, k, 2k, … only (k = `window_stride`,
+      default ⌊T/4⌋); frame f's row is the mean over the windows covering it.
+
+    Args:
+        backbone: an `HBehaveMAEBackbone`.
+        sequence: `[L, H, W]` (or `[L, H·W]`) keypoints of any length L ≥ 1, in the
+            units the reader returns (e.g. MABe22 pixels).
+        levels: a level index or a list of them (default: all levels), in the
+            order the results are returned.
+        mode: "exact" (mean over all stride-1 windows), "fast" (centre token) or
+            "strided" (mean over every k-th window).
+        embedsum: mean over the H_k·W_k tokens (published for MABe22 only) instead
+            of flattening them.
+        batch_size: windows per backbone call. Does not change the result (up to
+            floating-point rounding inside the backbone). The last batch of a sequence
+            is padded to `batch_size` so that the backbone compiles one shape only.
+        normalise: optional `normalise(windows) -> windows`, applied to every batch
+            of windows `[B, T, H, W]` before the backbone (e.g. `ArenaNormalisation()`
+            for MABe22, as in training without augmentation).
+        window_stride: k of strided mode (default ⌊T/4⌋); only with mode="strided".
+
+    Returns:
+        One float32 array `[L, D_k]` per requested level, D_k = H_k·W_k·out_k
+        (flatten) or out_k (embedsum).
+    """
+    check_mode(mode)
+    if window_stride is not None and mode != "strided":
+        raise ValueError(f"window_stride applies to mode='strided' only, not {mode!r}")
+    if int(batch_size) != batch_size or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    batch_size = int(batch_size)
+    sequence = _as_sequence(backbone, sequence)
+    levels = _resolve_levels(backbone, levels)
+    geometry = backbone.geometry
+    num_frames, length = _num_frames(backbone), sequence.shape[0]
+    taus = [geometry.levels[level].frames_per_token for level in levels]
+    dims = embedding_dims(backbone, levels, embedsum)
+
+    plan = window_plan(length, num_frames, mode, window_stride)
+    if mode == "fast":
+        stride = fast_mode_stride_and_padding(num_frames)[0]
+        kept = [plan.pad_before // tau for tau in taus]
+        outputs = [np.empty((len(plan) * stride, dim), np.float32) for dim in dims]
+        for first, maps in _stream_levels(backbone, sequence, plan, levels, batch_size,
+                                          normalise):
+            for output, level_map, token in zip(outputs, maps, kept, strict=True):
+                rows = level_rows(level_map[:, token:token + 1], embedsum)[:, 0]  # [b, D]
+                output[first * stride:(first + len(rows)) * stride] = np.repeat(
+                    rows, stride, axis=0)
+        return [output[:length] for output in outputs]
+
+    # Exact and strided mode: per-frame running sums, kept as difference arrays over the
+    # padded frame axis (index j = original frame + T − 1, so nothing is ever out of range).
+    padded_length = length + 2 * (num_frames - 1)
+    differences = [np.zeros((padded_length + 1, dim), np.float64) for dim in dims]
+    for first, maps in _stream_levels(backbone, sequence, plan, levels, batch_size, normalise):
+        starts = plan.starts[first:first + maps[0].shape[0]]  # padded first frame of each window
+        for difference, level_map, tau in zip(differences, maps, taus, strict=True):
+            rows = level_rows(level_map, embedsum).astype(np.float64)  # [b, T_k, D]
+            for token in range(rows.shape[1]):
+                begin = starts + token * tau  # unique within the batch
+                difference[begin] += rows[:, token]
+                difference[begin + tau] -= rows[:, token]
+    # Windows covering each padded frame: T for every original frame in exact mode.
+    coverage = np.zeros(padded_length + 1, np.int64)
+    np.add.at(coverage, plan.starts, 1)
+    np.add.at(coverage, plan.starts + num_frames, -1)
+    counts = np.cumsum(coverage)[num_frames - 1:num_frames - 1 + length, None]
+    embeddings = []
+    for difference in differences:
+        sums = np.cumsum(difference, axis=0)[num_frames - 1:num_frames - 1 + length]
+        embeddings.append((sums / counts).astype(np.float32))
+    return embeddings
+
+
+# ---------------------------------------------------------------- many sequences
+def _named_sequences(sequences) -> tuple[list[str], list[np.ndarray]]:
+    if isinstance(sequences, KeypointSequences):
+        return list(sequences.names), list(sequences.keypoints)
+    if isinstance(sequences, Mapping):
+        return [str(name) for name in sequences], list(sequences.values())
+    arrays = list(sequences)
+    return [str(index) for index in range(len(arrays))], arrays
+
+
+def embed_sequences(
+    backbone,
+    sequences: KeypointSequences | Sequence[np.ndarray] | Mapping[str, np.ndarray],
+    levels: int | Sequence[int] | None = None,
+    mode: str = "exact",
+    embedsum: bool = False,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    normalise: Normalisation | None = None,
+    verbose: int = 1,
+    window_stride: int | None = None,
+) -> tuple[dict[str, tuple[int, int]], list[np.ndarray]]:
+    """Embeds every sequence and concatenates the frames in source order.
+
+    Args:
+        backbone: an `HBehaveMAEBackbone`.
+        sequences: `KeypointSequences`, a list of `[L_i, H, W]` arrays (named "0",
+            "1", …) or a dict name → array; iteration order is the source order.
+        levels, mode, embedsum, batch_size, normalise, window_stride: as in
+            `embed_sequence`.
+        verbose: 1 shows a `keras.utils.Progbar` over sequences, 0 nothing.
+
+    Returns:
+        `(frame_number_map, embeddings)`: the map name → (start, end), half-open and
+        cumulative in source order, and one float32 `[N_frames, D_k]` per level.
+    """
+    names, arrays = _named_sequences(sequences)
+    if not arrays:
+        raise ValueError("sequences: nothing to embed")
+    if len(set(names)) != len(names):
+        raise ValueError("sequences: names must be unique")
+    levels = _resolve_levels(backbone, levels)
+    frame_number_map, start = {}, 0
+    for name, array in zip(names, arrays, strict=True):
+        frame_number_map[name] = (start, start + int(np.shape(array)[0]))
+        start += int(np.shape(array)[0])
+    outputs = [np.empty((start, dim), np.float32)
+               for dim in embedding_dims(backbone, levels, embedsum)]
+    progress = None
+    if verbose:
+        import keras
+
+        progress = keras.utils.Progbar(len(arrays), unit_name="sequence")
+    for index, (name, array) in enumerate(zip(names, arrays, strict=True)):
+        try:
+            embeddings = embed_sequence(backbone, array, levels, mode, embedsum, batch_size,
+                                        normalise, window_stride)
+        except ValueError as error:
+            raise ValueError(f"sequence {name!r}: {error}") from None
+        begin, end = frame_number_map[name]
+        for output, embedding in zip(outputs, embeddings, strict=True):
+            output[begin:end] = embedding
+        if progress is not None:
+            progress.update(index + 1)
+    return frame_number_map, outputs

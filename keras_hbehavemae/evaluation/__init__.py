@@ -1,0 +1,55 @@
+"""Evaluation of embeddings: linear probes per level against per-frame labels, and plots.
+
+| module | concept |
+|---|---|
+| `ridge` | closed-form ridge regression and classification |
+| `metrics` | F1 and MSE |
+| `protocol` | the seeded sequence splits and per-level probes |
+| `table` | the probe table (markdown, CSV, JSON) |
+| `labels` | labels files and embedding folders on disk |
+| `plots` | the probe heat map and training curves (matplotlib) |
+"""
+
+from keras_hbehavemae.evaluation.labels import (
+    LabelsFile,
+    align_frames,
+    load_embedding_folder,
+    load_labels_file,
+    write_labels_file,
+)
+from keras_hbehavemae.evaluation.metrics import f1_binary, f1_macro, mean_squared_error
+from keras_hbehavemae.evaluation.protocol import (
+    ProbeResult,
+    frame_sequence_index,
+    probe_embeddings,
+    split_sequences,
+)
+from keras_hbehavemae.evaluation.ridge import RidgeClassifier, RidgeRegression, ridge_path
+from keras_hbehavemae.evaluation.table import (
+    ProbeTable,
+    probe_table,
+    write_table_csv,
+    write_table_markdown,
+)
+
+__all__ = [
+    "LabelsFile",
+    "ProbeResult",
+    "ProbeTable",
+    "RidgeClassifier",
+    "RidgeRegression",
+    "align_frames",
+    "f1_binary",
+    "f1_macro",
+    "frame_sequence_index",
+    "load_embedding_folder",
+    "load_labels_file",
+    "mean_squared_error",
+    "probe_embeddings",
+    "probe_table",
+    "ridge_path",
+    "split_sequences",
+    "write_labels_file",
+    "write_table_csv",
+    "write_table_markdown",
+]

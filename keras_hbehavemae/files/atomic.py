@@ -1,0 +1,148 @@
+"""Atomic writes: nothing half-written ever replaces a good file or folder.
+
+- `write_atomically(path, write)` calls `write(temporary_path)` on a temporary file in the
+  same folder, flushes it to disk, and renames it over `path` (`os.replace`, atomic on
+  POSIX and Windows). If `write` fails or the process dies, `path` keeps its old content.
+- `write_folder_atomically(directory, write, ...)` builds a whole folder in a temporary
+  sibling and renames it into place. A folder that is already there is replaced as a
+  whole only if it is the same kind of output (or the caller passes `overwrite=True`);
+  files are never mixed.
+
+Example:
+
+>>> import json, os, tempfile
+>>> path = os.path.join(tempfile.mkdtemp(), "state.json")
+>>> write_json_atomically(path, {"completed_epochs": 1})
+>>> json.load(open(path))
+{'completed_epochs': 1}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import shutil
+import tempfile
+from collections.abc import Callable
+from typing import Any
+
+TEMPORARY_PREFIX = ".partial-"
+
+
+def _fsync_directory(directory: str) -> None:
+    try:
+        handle = os.open(directory, os.O_RDONLY)
+    except OSError:  # not supported on every platform; the rename is still atomic
+        return
+    try:
+        os.fsync(handle)
+    except OSError:
+        pass
+    finally:
+        os.close(handle)
+
+
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
+def write_atomically(path: str | os.PathLike, write: Callable[[str], Any]) -> None:
+    """Calls `write(temporary_path)`, then renames the temporary file to `path`.
+
+    The temporary file keeps the file name as its ending (Keras checks for
+    `.weights.h5`, numpy for `.npy`) and gets the permissions a plain `open` would give.
+    If `write` fails, the temporary file is removed and the error propagates.
+    """
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    handle, temporary = tempfile.mkstemp(
+        dir=directory, prefix=TEMPORARY_PREFIX, suffix=f"-{os.path.basename(path)}")
+    os.close(handle)
+    try:
+        write(temporary)
+        with open(temporary, "rb") as file:
+            os.fsync(file.fileno())
+        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes the file private
+        os.replace(temporary, path)
+        _fsync_directory(directory)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+
+
+def write_text_atomically(path: str | os.PathLike, text: str) -> None:
+    def write(temporary: str) -> None:
+        with open(temporary, "w") as file:
+            file.write(text)
+
+    write_atomically(path, write)
+
+
+def write_json_atomically(path: str | os.PathLike, content: Any) -> None:
+    write_text_atomically(path, json.dumps(content, indent=2, sort_keys=True) + "\n")
+
+
+def remove_partial_files(directory: str | os.PathLike) -> None:
+    """Deletes temporary files and folders that a killed process left behind."""
+    for entry in pathlib.Path(directory).iterdir():
+        if entry.name.startswith(TEMPORARY_PREFIX):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+
+
+def write_folder_atomically(directory: str | os.PathLike, write: Callable[[pathlib.Path], Any],
+                            *, is_same_kind: Callable[[pathlib.Path], bool], kind: str,
+                            overwrite: bool = False, flag: str = "output folder") -> pathlib.Path:
+    """Writes a whole folder through a temporary sibling, then renames it into place.
+
+    Args:
+        directory: the folder to create or replace.
+        write: `write(temporary_folder)` fills the (empty, existing) temporary folder.
+        is_same_kind: tells whether an existing folder holds this kind of output only (it
+            may then be replaced as a whole).
+        kind: what the folder is, for messages ("preset folder").
+        overwrite: replace an existing non-empty folder whatever it holds.
+        flag: the parameter or flag that named `directory`, for messages.
+
+    Raises:
+        FileExistsError: `directory` is a file, or a non-empty folder of something else
+            and `overwrite` is False. Nothing was written.
+    """
+    target = pathlib.Path(directory)
+    if target.exists() and not target.is_dir():
+        raise FileExistsError(f"{flag} {str(target)!r}: is a file, not a folder; choose "
+                              f"a new folder for the {kind}")
+    occupied = target.is_dir() and any(target.iterdir())
+    if occupied and not overwrite and not is_same_kind(target):
+        raise FileExistsError(
+            f"{flag} {str(target)!r}: the folder is not empty and does not hold a {kind}; "
+            f"nothing was written. Choose a new or empty folder, or pass overwrite=True "
+            "(--overwrite) to replace the whole folder")
+    parent = target.absolute().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    temporary = pathlib.Path(tempfile.mkdtemp(dir=parent,
+                                              prefix=f"{TEMPORARY_PREFIX}{target.name}-"))
+    retired = None
+    try:
+        write(temporary)
+        os.chmod(temporary, 0o777 & ~_umask())  # mkdtemp makes the folder private
+        if target.is_dir():
+            retired = pathlib.Path(tempfile.mkdtemp(
+                dir=parent, prefix=f"{TEMPORARY_PREFIX}{target.name}-old-"))
+            os.replace(target, retired / target.name)
+        os.replace(temporary, target)
+        _fsync_directory(str(parent))
+    except BaseException:
+        if retired is not None and not target.exists():
+            os.replace(retired / target.name, target)  # put the old folder back
+        raise
+    finally:
+        for leftover in (temporary, retired):
+            if leftover is not None and leftover.exists():
+                shutil.rmtree(leftover)
+    return target

@@ -1,0 +1,249 @@
+"""`HBehaveMAEBackbone`: the hBehaveMAE encoder as a functional Keras model (SPEC §3.9).
+
+Example:
+
+>>> import numpy as np
+>>> from keras_hbehavemae import HBehaveMAEBackbone
+>>> backbone = HBehaveMAEBackbone(
+...     input_size=(32, 4, 12), patch_kernel=(2, 1, 3), stages=(1, 2, 1),
+...     q_strides="2,1,2;2,2,1", out_embed_dims=(8, 12, 16), init_embed_dim=16)
+>>> levels = backbone(np.zeros((2, 32, 4, 12), "float32"))
+>>> [tuple(level.shape) for level in levels]
+[(2, 16, 4, 4, 8), (2, 8, 4, 2, 12), (2, 4, 2, 2, 16)]
+"""
+
+from __future__ import annotations
+
+import typing
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_hbehavemae.models.config import HBehaveMAEConfig
+from keras_hbehavemae.models.geometry import Geometry, compute_geometry
+from keras_hbehavemae.models.layers import (
+    HieraBlock,
+    PatchEmbedding,
+    PositionEmbedding,
+    TokenPermute,
+    permute_tokens,
+)
+from keras_hbehavemae.presets import folder as preset_folder
+
+
+class EncoderLayers(typing.NamedTuple):
+    """The layers one encoder pass uses (shared by the masked and unmasked passes)."""
+
+    patch_embedding: PatchEmbedding
+    position_embedding: PositionEmbedding
+    unroll: TokenPermute
+    blocks: list
+    rerolls: list  # unmasked: reroll + undo_windowing, one per level
+    projections: list
+
+
+def select_kept_units(tokens, keep_unit_ids, geometry: Geometry):
+    """Keeps the tokens of the kept mask units (SPEC §3.4 c, §4).
+
+    Args:
+        tokens: unrolled tokens `[B, N0, C]`.
+        keep_unit_ids: `[B, K]` int, kept unit indices in ascending order.
+        geometry: the model geometry.
+
+    Returns:
+        `[B, mu_size·K, C]` in unrolled order.
+    """
+    units, unit_tokens = geometry.num_mask_units, geometry.mask_unit_tokens
+    num_kept, channels = keep_unit_ids.shape[1], tokens.shape[-1]
+    tokens = ops.reshape(tokens, (-1, unit_tokens, units, channels))  # [B, mu_size, U, C]
+    index = ops.reshape(ops.cast(keep_unit_ids, "int32"), (-1, 1, num_kept, 1))
+    kept = ops.take_along_axis(tokens, index, axis=2)  # [B, mu_size, K, C]
+    return ops.reshape(kept, (-1, unit_tokens * num_kept, channels))  # [B, mu_size·K, C]
+
+
+def run_encoder(layers: EncoderLayers, geometry: Geometry, keypoints, keep_unit_ids=None,
+                training=None, block_outputs: list | None = None):
+    """One encoder pass; returns the projected levels L_0 … L_{L−1}.
+
+    Without `keep_unit_ids` (unmasked): level k is `[B, T_k, H_k, W_k, out_k]`.
+    With them (masked, K units): level k is `[B, K, m_t, m_h, m_w, out_k]`.
+    Raw block outputs (unrolled order) are appended to `block_outputs` when given.
+    """
+    tokens = layers.patch_embedding(keypoints)  # [B, T', H', W', C0]
+    tokens = layers.position_embedding(tokens)
+    tokens = layers.unroll(tokens)  # [B, N0, C0], unrolled order
+    if keep_unit_ids is not None:
+        tokens = select_kept_units(tokens, keep_unit_ids, geometry)
+    levels = []
+    for block_geometry, block in zip(geometry.blocks, layers.blocks, strict=True):
+        tokens = block(tokens, training=training)
+        if block_outputs is not None:
+            block_outputs.append(tokens)
+        if not block_geometry.is_stage_end:
+            continue
+        stage = block_geometry.stage
+        if keep_unit_ids is None:
+            level = layers.rerolls[stage](tokens)  # [B, T_k, H_k, W_k, D_k]
+        else:
+            permutation = geometry.reroll(stage, keep_unit_ids.shape[1])
+            level = permute_tokens(  # [B, K, m_t, m_h, m_w, D_k]
+                tokens, permutation.split_shape, permutation.order, permutation.output_shape)
+        levels.append(layers.projections[stage](level))
+    return levels
+
+
+@keras.saving.register_keras_serializable(package="keras_hbehavemae")
+class HBehaveMAEBackbone(keras.Model):
+    """The hBehaveMAE encoder: keypoints `[B, T, H, W]` → per-level embeddings.
+
+    Returns the list of unmasked level maps `[B, T_k, H_k, W_k, out_k]` (rerolled,
+    projected, no LayerNorm), in natural grid order. Deterministic: no masking and no
+    randomness. Input `[B, T, H·W]` is accepted too and reshaped.
+
+    Args: the encoder parameters of `HBehaveMAEConfig` (SPEC §1.1), plus `dtype`
+        (a Keras dtype policy such as "mixed_bfloat16").
+    """
+
+    def __init__(self, input_size, patch_kernel, stages, q_strides, out_embed_dims,
+                 init_embed_dim, init_num_heads=2, mask_unit_attn=None, dim_mul=2.0,
+                 head_mul=2.0, mlp_ratio=4.0, layer_norm_eps=1e-6, sep_pos_embed=True,
+                 non_hierarchical=False, drop_path_rate=0.0, dtype=None, **kwargs):
+        config = HBehaveMAEConfig(
+            input_size=input_size, patch_kernel=patch_kernel, stages=stages,
+            q_strides=q_strides, out_embed_dims=out_embed_dims, init_embed_dim=init_embed_dim,
+            init_num_heads=init_num_heads, mask_unit_attn=mask_unit_attn, dim_mul=dim_mul,
+            head_mul=head_mul, mlp_ratio=mlp_ratio, layer_norm_eps=layer_norm_eps,
+            sep_pos_embed=sep_pos_embed, non_hierarchical=non_hierarchical,
+            drop_path_rate=drop_path_rate)
+        geometry = compute_geometry(config)
+
+        # === Layers ===
+        unroll = geometry.unroll
+        drop_rates = np.linspace(0.0, config.drop_path_rate, geometry.depth).tolist()
+        layers = EncoderLayers(
+            patch_embedding=PatchEmbedding(config.init_embed_dim, config.patch_kernel,
+                                           dtype=dtype, name="patch_embed"),
+            position_embedding=PositionEmbedding(geometry.token_grid, config.sep_pos_embed,
+                                                 dtype=dtype, name="pos_embed"),
+            unroll=TokenPermute(unroll.split_shape, unroll.order, unroll.output_shape,
+                                dtype=dtype, name="unroll"),
+            blocks=[
+                HieraBlock(
+                    block.input_dim, block.dim, block.num_heads, block.query_stride,
+                    block.window_size, block.use_mask_unit_attention, config.mlp_ratio,
+                    config.layer_norm_eps, drop_path_rate=rate, dtype=dtype,
+                    name=f"blocks_{block.index}")
+                for block, rate in zip(geometry.blocks, drop_rates, strict=True)
+            ],
+            rerolls=[
+                TokenPermute(*_permutation_args(geometry, level.stage), dtype=dtype,
+                             name=f"reroll_{level.stage}")
+                for level in geometry.levels
+            ],
+            projections=[
+                keras.layers.Dense(level.out_dim, kernel_initializer="glorot_uniform",
+                                   dtype=dtype, name=f"projections_{level.stage}")
+                for level in geometry.levels
+            ],
+        )
+
+        # === Functional model ===
+        inputs = keras.Input(shape=config.input_size, name="keypoints")
+        levels = run_encoder(layers, geometry, inputs)
+        super().__init__(inputs=inputs, outputs=levels, dtype=dtype, **kwargs)
+
+        # === Config and attributes ===
+        self.config_object = config
+        self.geometry = geometry
+        self.patch_embedding = layers.patch_embedding
+        self.position_embedding = layers.position_embedding
+        self.unroll = layers.unroll
+        self.blocks = layers.blocks
+        self.rerolls = layers.rerolls
+        self.projections = layers.projections
+
+    # ------------------------------------------------------------------ encoding
+
+    def encoder_layers(self) -> EncoderLayers:
+        return EncoderLayers(self.patch_embedding, self.position_embedding, self.unroll,
+                             self.blocks, self.rerolls, self.projections)
+
+    def encode(self, keypoints, keep_unit_ids=None, training=None, block_outputs=None):
+        """Runs the encoder, masked when `keep_unit_ids` `[B, K]` is given (see `run_encoder`)."""
+        keypoints = self.standardize_keypoints(keypoints)
+        return run_encoder(self.encoder_layers(), self.geometry, keypoints, keep_unit_ids,
+                           training, block_outputs)
+
+    def standardize_keypoints(self, keypoints):
+        """Checks shape and dtype; reshapes `[B, T, H·W]` to `[B, T, H, W]`."""
+        frames, rows, features = self.config_object.input_size
+        dtype = getattr(keypoints, "dtype", None)
+        if dtype is None:
+            keypoints = np.asarray(keypoints)
+            dtype = keypoints.dtype
+        try:
+            dtype_name = keras.backend.standardize_dtype(dtype)
+        except ValueError:  # numpy strings and objects have no Keras dtype name
+            dtype_name = str(dtype)
+        if "float" not in dtype_name:
+            raise ValueError(
+                f"keypoints: dtype {dtype_name} is not supported; the model takes floating-point "
+                "keypoints (convert with x.astype('float32'))")
+        shape = tuple(keypoints.shape)
+        if len(shape) == 3 and tuple(shape[1:]) == (frames, rows * features):
+            keypoints = ops.reshape(keypoints, (-1, frames, rows, features))  # [B, T, H, W]
+        elif len(shape) != 4 or tuple(shape[1:]) != (frames, rows, features):
+            raise ValueError(
+                f"keypoints: shape {shape} does not fit this model; expected [batch, "
+                f"{frames}, {rows}, {features}] (or [batch, {frames}, {rows * features}]) "
+                "for input_size "
+                f"{self.config_object.input_size}; window your sequences to {frames} frames")
+        if shape[0] == 0:
+            raise ValueError("keypoints: the batch is empty (batch size 0)")
+        return keypoints
+
+    def __call__(self, inputs, *args, **kwargs):
+        return super().__call__(self.standardize_keypoints(inputs), *args, **kwargs)
+
+    # ------------------------------------------------------------------ presets
+
+    @classmethod
+    def from_preset(cls, preset, load_weights: bool = True, allow_random_weights: bool = False):
+        """Loads a backbone from a preset name or folder (see `keras_hbehavemae.presets`).
+
+        Args:
+            preset: a built-in preset name or a preset folder.
+            load_weights: load the preset's weights; False builds the architecture with
+                random initial weights.
+            allow_random_weights: accept a preset that holds no trained weights (its
+                `metadata.json` says `weights: none` or `initial`); otherwise that raises.
+        """
+        return preset_folder.load_backbone(preset, cls, load_weights=load_weights,
+                                           allow_random_weights=allow_random_weights)
+
+    def save_to_preset(self, directory, **kwargs):
+        """Saves this backbone as a preset folder (see `presets.save_to_preset`)."""
+        return preset_folder.save_to_preset(self, directory, **kwargs)
+
+    # ------------------------------------------------------------------ serialization
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "dtype": keras.saving.serialize_keras_object(self.dtype_policy),
+            **self.config_object.encoder_kwargs(),
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if isinstance(config.get("dtype"), dict):
+            config["dtype"] = keras.saving.deserialize_keras_object(config["dtype"])
+        return cls(**config)
+
+
+def _permutation_args(geometry: Geometry, level: int):
+    permutation = geometry.reroll(level)
+    return permutation.split_shape, permutation.order, permutation.output_shape

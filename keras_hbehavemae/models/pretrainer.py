@@ -1,0 +1,224 @@
+"""`HBehaveMAE`: the masked-autoencoder pretrainer around `HBehaveMAEBackbone`.
+
+Example:
+
+>>> import numpy as np, keras
+>>> from keras_hbehavemae import HBehaveMAE, HBehaveMAEBackbone
+>>> backbone = HBehaveMAEBackbone(
+...     input_size=(32, 4, 12), patch_kernel=(2, 1, 3), stages=(1, 2, 1),
+...     q_strides="2,1,2;2,2,1", out_embed_dims=(8, 12, 16), init_embed_dim=16)
+>>> model = HBehaveMAE(backbone, decoder_embed_dim=16, mask_ratio=0.75, seed=0)
+>>> outputs = model(np.zeros((2, 32, 4, 12), "float32"))
+>>> tuple(outputs["pred"].shape), tuple(outputs["mask"].shape)
+((2, 16, 48), (2, 16))
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from keras_hbehavemae.models import decoding
+from keras_hbehavemae.models.backbone import HBehaveMAEBackbone
+from keras_hbehavemae.models.config import HBehaveMAEConfig
+from keras_hbehavemae.models.geometry import compute_geometry
+from keras_hbehavemae.models.layers import MAEDecoder, MultiScaleFusionHead
+from keras_hbehavemae.models.losses import masked_reconstruction_loss, time_strided_targets
+from keras_hbehavemae.models.masking import check_unit_mask, kept_unit_ids, random_unit_mask
+from keras_hbehavemae.models.train_steps import PretrainingSteps
+from keras_hbehavemae.presets import folder as preset_folder
+
+
+@keras.saving.register_keras_serializable(package="keras_hbehavemae")
+class HBehaveMAE(PretrainingSteps, keras.Model):
+    """hBehaveMAE pretraining: mask units, encode the kept ones, fuse levels, decode.
+
+    `call(keypoints, mask=None)` returns `{"pred": [B, U, P], "mask": [B, U]}` (True =
+    kept). Without `mask`, K = int(U·(1 − mask_ratio)) units per sample are kept at random
+    with the model's `keras.random.SeedGenerator`. `model.fit` on batches of keypoints
+    `[B, T, H, W]` (no targets: they are computed from the keypoints) trains it with its
+    own `train_step`, which logs `loss`, `grad_norm` (before clipping) and `learning_rate`.
+
+    Args:
+        backbone: the `HBehaveMAEBackbone` (its weights are shared, not copied).
+        decoder_embed_dim: decoder width Cd.
+        decoder_depth: number of decoder blocks.
+        decoder_num_heads: decoder attention heads.
+        decoding_strategy: "multi" (sum fused levels) or "single" (last level only; the
+            fusion heads are then frozen, as they receive no gradient).
+        norm_loss: standardise every target token.
+        mask_ratio: fraction of mask units removed.
+        seed: seed of the masking (and stochastic-depth) random draws.
+    """
+
+    def __init__(self, backbone: HBehaveMAEBackbone, decoder_embed_dim: int = 128,
+                 decoder_depth: int = 1, decoder_num_heads: int = 1,
+                 decoding_strategy: str = "multi", norm_loss: bool = False,
+                 mask_ratio: float = 0.75, seed: int | None = None, dtype=None, **kwargs):
+        super().__init__(dtype=dtype or backbone.dtype_policy, **kwargs)
+        config = HBehaveMAEConfig(
+            **backbone.config_object.encoder_kwargs(), decoder_embed_dim=decoder_embed_dim,
+            decoder_depth=decoder_depth, decoder_num_heads=decoder_num_heads,
+            decoding_strategy=decoding_strategy, norm_loss=norm_loss, mask_ratio=mask_ratio)
+        config.validate_for_training()
+        geometry = compute_geometry(config)
+        self.backbone = backbone
+        self.config_object = config
+        self.geometry = geometry
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        policy = self.dtype_policy
+        self.decoding = decoding.strategy(config.decoding_strategy)
+        if not self.decoding.trains_lower_projections:
+            # No gradient reaches them; frozen so that weight decay leaves them alone too
+            # (see `decoding`).
+            for projection in backbone.projections[:-1]:
+                projection.trainable = False
+        self.fusion_heads = [
+            MultiScaleFusionHead(geometry.out_embed_dims[-1],
+                                 trainable=self.decoding.trains_fusion_heads, dtype=policy,
+                                 name=f"multi_scale_fusion_heads_{level}")
+            for level in geometry.fused_levels
+        ]
+        self.encoder_norm = keras.layers.LayerNormalization(
+            epsilon=config.layer_norm_eps, dtype=policy, name="encoder_norm")
+        self.decoder = MAEDecoder(
+            geometry.num_mask_units, config.decoder_embed_dim, config.decoder_depth,
+            config.decoder_num_heads, geometry.pred_stride, config.mlp_ratio,
+            config.layer_norm_eps, dtype=policy, name="decoder")
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.grad_norm_tracker = keras.metrics.Mean(name="grad_norm")
+        self._build_heads()
+
+    def _build_heads(self):
+        kept, last = self.geometry.num_kept_units, self.geometry.out_embed_dims[-1]
+        for level, head in zip(self.geometry.fused_levels, self.fusion_heads, strict=True):
+            window = self.geometry.levels[level].window
+            head.build((None, kept, *window, self.geometry.out_embed_dims[level]))
+        self.encoder_norm.build((None, kept, last))
+        self.decoder.build((None, kept, last), (None, self.geometry.num_mask_units))
+        self.built = True
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker, self.grad_norm_tracker]
+
+    # ------------------------------------------------------------------ forward pass
+
+    def _unpack(self, inputs, mask):
+        if isinstance(inputs, dict):
+            unknown = set(inputs) - {"keypoints", "mask"}
+            if unknown or "keypoints" not in inputs:
+                raise ValueError(
+                    f"inputs: a dict must hold 'keypoints' and optionally 'mask'; got keys "
+                    f"{sorted(inputs)}")
+            inputs, mask = inputs["keypoints"], inputs.get("mask", mask)
+        return self.backbone.standardize_keypoints(inputs), mask
+
+    def _checked_mask(self, keypoints, mask):
+        """An explicit unit mask checked against the geometry and the keypoints' batch."""
+        return check_unit_mask(mask, self.geometry.num_mask_units, self.geometry.num_kept_units,
+                               batch_size=keypoints.shape[0])
+
+    def fuse_levels(self, levels):
+        """Masked levels → the decoder input `[B, K, C_last]` (before `encoder_norm`)."""
+        return self.decoding.fuse(levels, self.fusion_heads, self.geometry.fused_levels)
+
+    def __call__(self, inputs, *args, **kwargs):
+        # Check the keypoints and an explicit mask before Keras converts them to tensors:
+        # string arrays would otherwise fail in (or, under JAX, pass) that conversion.
+        keypoints, mask = self._unpack(inputs, args[0] if args else kwargs.get("unit_mask"))
+        if mask is not None:
+            self._checked_mask(keypoints, mask)
+        return super().__call__(inputs, *args, **kwargs)
+
+    def predict(self, x, *args, **kwargs):
+        """`keras.Model.predict`; a dict's explicit mask is checked first (inside the traced
+        predict function its values are unknown, so its kept counts could not be)."""
+        if isinstance(x, dict) and x.get("mask") is not None:
+            self._checked_mask(*self._unpack(x, None))
+        return super().predict(x, *args, **kwargs)
+
+    def call(self, inputs, unit_mask=None, training=None, return_intermediates=False):
+        keypoints, mask = self._unpack(inputs, unit_mask)
+        geometry = self.geometry
+        if mask is None:
+            batch = ops.shape(keypoints)[0]
+            mask = random_unit_mask(batch, geometry.num_mask_units, geometry.num_kept_units,
+                                    self.seed_generator)
+        else:
+            mask = self._checked_mask(keypoints, mask)
+        keep_ids = kept_unit_ids(mask, geometry.num_kept_units)
+        block_outputs = [] if return_intermediates else None
+        levels = self.backbone.encode(keypoints, keep_ids, training, block_outputs)
+        latent_prenorm = self.fuse_levels(levels)
+        latent = self.encoder_norm(latent_prenorm)
+        pred = self.decoder(latent, mask, return_intermediates=return_intermediates)
+        if not return_intermediates:
+            return {"pred": pred, "mask": mask}
+        pred, decoder_intermediates = pred
+        intermediates = {f"block/{i}": tokens for i, tokens in enumerate(block_outputs)}
+        intermediates.update({f"intermediate/{k}": level for k, level in enumerate(levels)})
+        intermediates.update(latent_prenorm=latent_prenorm, latent=latent,
+                             **decoder_intermediates)
+        return {"pred": pred, "mask": mask, "intermediates": intermediates}
+
+    # ------------------------------------------------------------------ loss
+
+    def compute_targets(self, keypoints):
+        """Time-strided targets `[B, U, P]` (normalised when `norm_loss`)."""
+        keypoints = self.backbone.standardize_keypoints(keypoints)
+        return time_strided_targets(keypoints, self.geometry, self.config_object.norm_loss)
+
+    def compute_pretraining_loss(self, keypoints, outputs):
+        """The masked reconstruction loss (float32) of `outputs` from `call`."""
+        if isinstance(keypoints, dict):
+            keypoints = keypoints["keypoints"]
+        targets = self.compute_targets(keypoints)
+        return masked_reconstruction_loss(outputs["pred"], targets, outputs["mask"])
+
+    def update_pretraining_metrics(self, loss, grad_norm=None, learning_rate=None):
+        self.loss_tracker.update_state(loss)
+        logs = {"loss": self.loss_tracker.result()}
+        if grad_norm is not None:
+            self.grad_norm_tracker.update_state(grad_norm)
+            logs["grad_norm"] = self.grad_norm_tracker.result()
+        if learning_rate is not None:
+            logs["learning_rate"] = learning_rate
+        return logs
+
+    # ------------------------------------------------------------------ presets
+
+    @classmethod
+    def from_preset(cls, preset, load_weights: bool = True, allow_random_weights: bool = False,
+                    **overrides):
+        """Loads a pretrainer from a preset name or folder (see `keras_hbehavemae.presets`).
+
+        Without saved task files a fresh decoder is built from `overrides` (decoder and
+        masking arguments). `load_weights` and `allow_random_weights` are as in
+        `HBehaveMAEBackbone.from_preset`.
+        """
+        return preset_folder.load_pretrainer(preset, cls, load_weights=load_weights,
+                                             allow_random_weights=allow_random_weights,
+                                             **overrides)
+
+    def save_to_preset(self, directory, **kwargs):
+        """Saves backbone and pretrainer as a preset folder (see `presets.save_to_preset`)."""
+        return preset_folder.save_to_preset(self, directory, **kwargs)
+
+    # ------------------------------------------------------------------ serialization
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "backbone": keras.saving.serialize_keras_object(self.backbone),
+            "seed": self.seed,
+            **self.config_object.pretrainer_kwargs(),
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
+        return cls(**config)

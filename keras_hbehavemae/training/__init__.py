@@ -1,0 +1,40 @@
+"""Pretraining runs: the published recipe with resumable, atomic checkpoints.
+
+| module | concept |
+|---|---|
+| `config` | `TrainingConfig`, the training settings |
+| `distribution` | one device, or data parallelism over local devices |
+| `optimizer` | the published AdamW, learning-rate schedule and weight-decay exclusions |
+| `run` | `build_training_run`, `run_pretraining` (resume, checkpoints) |
+| `callbacks` | the run's Keras callbacks (metrics, checkpoints, NaN guard) |
+| `run_directory` | the files of a run folder |
+| `outputs` | `final_metrics.json` and the trained preset |
+"""
+
+from keras_hbehavemae.training.callbacks import NonFiniteLossError
+from keras_hbehavemae.training.config import TrainingConfig
+from keras_hbehavemae.training.distribution import Distribution, setup_distribution
+from keras_hbehavemae.training.optimizer import published_optimizer, scaled_learning_rate
+from keras_hbehavemae.training.run import (
+    TrainingRun,
+    build_pretrainer,
+    build_training_run,
+    restore_checkpoint,
+    run_pretraining,
+    schedule_summary,
+)
+
+__all__ = [
+    "Distribution",
+    "NonFiniteLossError",
+    "TrainingConfig",
+    "TrainingRun",
+    "build_pretrainer",
+    "build_training_run",
+    "published_optimizer",
+    "restore_checkpoint",
+    "run_pretraining",
+    "scaled_learning_rate",
+    "schedule_summary",
+    "setup_distribution",
+]
