@@ -17,7 +17,7 @@ from keras_hbehavemae.models.config import HBehaveMAEConfig
 #: Benchmark configuration name → built-in preset (architecture, decoder and mask ratio).
 PRESETS = {"shot7m2": "hbehavemae_shot7m2", "mabe22": "hbehavemae_mabe22_mice"}
 
-#: The tiny golden-fixture architecture (SPEC §7), for smoke runs on a CPU.
+#: The tiny golden-fixture architecture, for smoke runs on a CPU.
 TINY = HBehaveMAEConfig(
     input_size=(32, 4, 12), patch_kernel=(2, 1, 3), stages=(1, 2, 1), q_strides="2,1,2;2,2,1",
     out_embed_dims=(8, 12, 16), init_embed_dim=16, decoder_embed_dim=16,

@@ -6,7 +6,7 @@ cost in `exact`, `fast` and `strided` mode.
 2. Encoder throughput: the full, unmasked encoder (`HBehaveMAEBackbone.predict_on_batch`,
    the compiled path `keras_hbehavemae.embeddings.extraction` uses) on batches of `--batch_size`
    random-walk windows; samples/s, achieved GFLOP/s (analytic full-encoder FLOPs from
-   `keras_hbehavemae.flop_count`) and its ratio to R.
+   `benchmarks/flop_count.py`) and its ratio to R.
 3. Per sequence: `keras_hbehavemae.embeddings.embed_sequence` on one random-walk sequence
    of `--sequence_frames` frames in each mode (all levels), timed end to end (windowing,
    backbone, running sums). Reports seconds, windows, the cost ratios exact / fast and

@@ -31,7 +31,7 @@ counts and windows as the layers.
   `decoder_matmuls`, …), so `benchmarks/matmul_ceiling.py` can time exactly the products
   that are counted.
 
-With this convention Shot7M2 (SPEC §7) costs 6.434 GFLOP per window for the full
+With this convention Shot7M2 costs 6.434 GFLOP per window for the full
 encoder and 5.483 GFLOP per sample for a training step (mask ratio 0.70). The
 performance issue quotes "about 6.43" and "about 5.43". The 1 % gap on the training
 step is within the ambiguity of what is counted: under "single" decoding the level-0 and
@@ -178,7 +178,7 @@ def attention_flops(windows: int, queries: int, keys: int, dim: int) -> int:
 def hiera_block_matmuls(tokens_in: int, input_dim: int, dim: int, query_stride: int = 1,
                         windows: int = 1, mlp_hidden_dim: int | None = None,
                         num_heads: int = 1) -> dict[str, list[Matmul]]:
-    """Per-part products of one Hiera block (SPEC §3.6, §3.7) on `tokens_in` tokens.
+    """Per-part products of one Hiera block on `tokens_in` tokens.
 
     Args:
         tokens_in: tokens entering the block, N.

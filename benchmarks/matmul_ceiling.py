@@ -1,7 +1,7 @@
 """The model's own matrix products, timed alone: the matmul-bound ceiling of a step.
 
 The FLOPs of a training step or an encoder forward are, by the counting convention of
-`keras_hbehavemae.flop_count`, exactly the FLOPs of a list of matrix products
+`benchmarks/flop_count.py`, exactly the FLOPs of a list of matrix products
 (`training_step_matmuls`, `encoder_matmuls`). This script times each of those products
 on its own, at its real shape and batch size, with the current backend's matmul:
 `jax.jit` under JAX, a `tf.function` (XLA with `--jit_compile true`) under TensorFlow,

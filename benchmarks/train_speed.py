@@ -12,7 +12,7 @@ precision, compilation setting and batch size, this script:
    .prefetch`: the batches are formed once), so input is never the bottleneck;
 4. times the `--steps` steps after the warm-up from `on_train_batch_end` timestamps
    (compilation is excluded), and prints steps/s, samples/s, the achieved GFLOP/s
-   (analytic training-step FLOPs from `keras_hbehavemae.flop_count`), its ratio to R,
+   (analytic training-step FLOPs from `benchmarks/flop_count.py`), its ratio to R,
    the device utilisation when `--device_peak_tflops` is given, peak resident memory
    and every step's loss.
 

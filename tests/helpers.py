@@ -25,7 +25,7 @@ TINY = dict(input_size=(32, 4, 12), patch_kernel=(2, 1, 3), stages=(1, 2, 1),
 
 # ---------------------------------------------------------------- configurations
 
-# The Shot7M2 configuration of SPEC §7.1.
+# The published Shot7M2 configuration.
 SHOT7M2 = dict(
     input_size=(400, 1, 72), patch_kernel=(2, 1, 3), stages=(2, 3, 4),
     q_strides="2,1,4;2,1,6", out_embed_dims=(78, 128, 256), init_embed_dim=96,
@@ -33,11 +33,11 @@ SHOT7M2 = dict(
     decoding_strategy="single", norm_loss=False, mask_ratio=0.70,
 )
 
-# The tiny fixture configuration of SPEC §7.1, with its decoder and mask ratio.
+# The tiny golden-fixture configuration, with its decoder and mask ratio.
 TINY_CONFIG = dict(TINY, decoder_embed_dim=16, mask_ratio=0.75)
 
-# The training-argument namespace stored in a published Shot7M2 checkpoint (`args`, SPEC
-# §5.3): the model fields in their command-line spellings plus many training-only settings.
+# The training-argument namespace stored in a published Shot7M2 checkpoint (`args`): the
+# model fields in their command-line spellings plus many training-only settings.
 SHOT7M2_ARGS = {
     "batch_size": 512,
     "epochs": 200,

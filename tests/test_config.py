@@ -1,6 +1,6 @@
 """Tests of `keras_hbehavemae.models.config`: parsing of the published forms, defaults,
-conversion and the configurations SPEC §1.2 accepts. The configurations it rejects are tested in
-`tests/faults/test_config_faults.py`.
+conversion and the configurations the validation rules accept. The configurations it rejects
+are tested in `tests/faults/test_config_faults.py`.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""Embedding extraction (SPEC §10): exact and fast modes against explicit-window references,
-PCA, submission files and the extraction script, on every backend."""
+"""Embedding extraction (docs/model.md, "Embedding extraction (exact and fast modes)"): exact
+and fast modes against explicit-window references, PCA, submission files and the extraction
+script, on every backend."""
 
 from __future__ import annotations
 
@@ -45,7 +46,7 @@ def sequence(length, seed=0):
 
 
 def reference_exact(backbone, seq, embedsum=False, every=1):
-    """Slow, literal SPEC §10: every window materialised, each frame averaged explicitly.
+    """Slow, literal exact mode: every window materialised, each frame averaged explicitly.
     With `every` = k > 1, only the windows at padded starts 0, k, 2k, … (strided mode)."""
     length, frames = seq.shape[0], NUM_FRAMES
     padded = edge_pad(seq, frames - 1, frames - 1)
@@ -67,7 +68,7 @@ def reference_exact(backbone, seq, embedsum=False, every=1):
 
 
 def reference_fast(backbone, seq, embedsum=False):
-    """Literal SPEC §10 fast mode: stride windows, centre token repeated, re-pad, truncate."""
+    """Literal published fast mode: stride windows, centre token repeated, re-pad, truncate."""
     length, frames = seq.shape[0], NUM_FRAMES
     stride = 2 if frames % 2 == 0 else 1
     pad = (frames - stride) // 2

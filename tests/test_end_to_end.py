@@ -1,4 +1,5 @@
-"""The documented end-to-end command sequence (README, "Evaluate a pretrained model"), at a
+"""The documented end-to-end command sequence (README, "End to end: pretrain,
+extract, probe, plot"), at a
 tiny size: pretrain on synthetic data, extract embeddings, probe every level against the
 raw-keypoint baseline, plot the training curves and a reconstruction. Each step runs as a
 subprocess on the current backend, exactly as a user would type it."""

@@ -1,8 +1,9 @@
-"""Tests of `keras_hbehavemae.models.geometry` against the worked configurations of SPEC §7.
+"""Tests of `keras_hbehavemae.models.geometry` against the published configurations.
 
-Every expected number below is a literal transcribed from SPEC §5.1 and §7 (tables 7.1, 7.2,
-7.3), not recomputed by the formulas of §2. The unroll/reroll permutations are checked against
-an independent construction from the definition in the golden README ("Internal token order").
+Every expected number below is a literal of the published model (settings and geometry,
+per-block tables, parameter counts, state-dict key counts; docs/model.md), not recomputed by
+the geometry's formulas. The unroll/reroll permutations are checked against an independent
+construction from their definition (docs/model.md, "Unroll, reroll and mask units").
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ def geometry_of(name: str):
 
 
 # ---------------------------------------------------------------------------------------------
-# SPEC §7.1: settings and geometry.
+# Settings and geometry of the published configurations.
 
 TABLE_7_1 = {
     "shot7m2": dict(
@@ -169,7 +170,7 @@ def test_pred_stride(name):
 
 
 def test_shot7m2_pred_stride_is_not_192():
-    # SPEC §14: the circulating value 192 is wrong.
+    # The circulating value 192 uses patch[t]·patch[h] instead of patch[h]·patch[w].
     assert geometry_of("shot7m2").pred_stride != 192
 
 
@@ -204,7 +205,7 @@ def test_summary_dict(name):
 
 
 # ---------------------------------------------------------------------------------------------
-# SPEC §7.2: per-block tables. Row: (first block, last block, d_in, D, +proj, heads, s, 3-D s,
+# Per-block tables. Row: (first block, last block, d_in, D, +proj, heads, s, 3-D s,
 # w, MU, lag, masked (N_in, windows, queries/window, keys/window), full (N_in, windows)).
 
 TABLE_7_2 = {
@@ -230,8 +231,8 @@ TABLE_7_2 = {
         (5, 5, 256, 512, True, 8, 3, (3, 1, 1), 1, False, True, (6, 1, 2, 6), (30, 1)),
         (6, 8, 512, 512, False, 8, 1, (1, 1, 1), 1, False, False, (2, 1, 2, 2), (10, 1)),
     ],
-    # SPEC §7.2 gives the tiny rows in prose (d_in→D, +proj, MU/lag, s, w); the heads come from
-    # §7.1 and the token/window counts (K = 4, mu_size 16) were worked out by hand.
+    # The tiny rows (d_in→D, +proj, MU/lag, s, w, heads) and their token/window counts (K = 4,
+    # mu_size 16) were worked out by hand from the rules and the tiny fixture's settings.
     "tiny": [
         (0, 0, 16, 16, False, 2, 1, (1, 1, 1), 16, True, False, (64, 4, 16, 16), (256, 16)),
         (1, 1, 16, 32, True, 4, 4, (2, 1, 2), 4, True, True, (64, 4, 4, 16), (256, 16)),
@@ -278,8 +279,8 @@ def test_block_tables_cover_every_block(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_lag_by_one_rule(name):
-    # The first (pooling) block of stage 1 keeps stage 0's mask-unit attention (SPEC §3.8,
-    # §14 "Stage 1 attends globally from its first block" is wrong).
+    # The first (pooling) block of stage 1 keeps stage 0's mask-unit attention (the lag-by-one
+    # rule; "stage 1 attends globally from its first block" is a frequent misreading).
     geometry = geometry_of(name)
     first_of_stage_1 = geometry.stage_ends[0] + 1
     assert geometry.blocks[first_of_stage_1].stage == 1
@@ -301,7 +302,7 @@ def test_lag_by_one_rule_with_other_attention_pattern():
     ("tiny", [(4, 4, 2, 2, 8), (4, 2, 2, 1, 12), (4, 1, 1, 1, 16)]),
 ])
 def test_masked_level_output_shapes(name, shapes):
-    # SPEC §7.2: masked level outputs [B, K, m_k..., out_k]; golden README intermediate/<k>.
+    # Masked level outputs [B, K, m_k..., out_k] (the fixtures' intermediate/<k> arrays).
     geometry = geometry_of(name)
     for level, shape in zip(geometry.levels, shapes, strict=True):
         reroll = geometry.reroll(level.stage, num_units=geometry.num_kept_units)
@@ -321,7 +322,7 @@ def test_reroll_shapes(name):
 
 
 # ---------------------------------------------------------------------------------------------
-# SPEC §7.3: parameter counts; §5.1: state-dict key counts.
+# Parameter counts and state-dict key counts.
 
 TABLE_7_3 = {
     "shot7m2": dict(
@@ -399,7 +400,7 @@ def test_parameter_counts_per_block(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_parameter_counts_match_state_dict_shapes(name):
-    # The parts that `parameter_counts` aggregates, from the §5.1 tensor shapes of the geometry.
+    # The parts that `parameter_counts` aggregates, from the geometry's state-dict tensor shapes.
     t, geometry = TABLE_7_3[name], geometry_of(name)
     config = geometry.config
     t_grid, h_grid, w_grid = geometry.token_grid
@@ -417,7 +418,7 @@ def test_parameter_counts_match_state_dict_shapes(name):
 
 @pytest.mark.parametrize("name", ["shot7m2", "mabe22", "hbabel"])
 def test_reference_inference_encoder_count(name):
-    # SPEC §7.3: the reference inference encoder adds a norm and a 100-class head.
+    # The published inference encoder adds a norm and a 100-class head.
     geometry = geometry_of(name)
     last_dim = geometry.levels[-1].dim
     extra = 2 * last_dim + 100 * last_dim + 100
@@ -426,7 +427,7 @@ def test_reference_inference_encoder_count(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_state_dict_key_count(name):
-    # SPEC §5.1: 6 + 12·depth + 2·(width-changing blocks) + 2·L + 2 + 2·Q + 2 + 12·dd + 4.
+    # 6 + 12·depth + 2·(width-changing blocks) + 2·L + 2 + 2·Q + 2 + 12·dd + 4.
     geometry = geometry_of(name)
     width_changing = sum(block.has_projection for block in geometry.blocks)
     keys = (6 + 12 * geometry.depth + 2 * width_changing + 2 * len(geometry.levels) + 2
@@ -435,7 +436,7 @@ def test_state_dict_key_count(name):
 
 
 def test_decoder_and_latent_shapes():
-    # SPEC §7.2: latent [B, K, 1, 1, 1, out_{L-1}], pred [B, U, P].
+    # Latent [B, K, 1, 1, 1, out_{L-1}], pred [B, U, P].
     expected = {"shot7m2": (15, 256, 50, 288), "mabe22": (7, 256, 60, 360),
                 "hbabel": (2, 128, 10, 1125), "tiny": (4, 16, 16, 48)}
     for name, (kept, last_out, units, pred) in expected.items():
@@ -472,7 +473,7 @@ def test_receptive_field_with_mask_units_in_two_stages():
 
 
 # ---------------------------------------------------------------------------------------------
-# Unroll (SPEC §3.4), built independently from the golden README's definition:
+# Unroll, built independently from its definition:
 # t = gt·Mt + o2t·s1t + o1t (same for h, w); unrolled index = row-major over
 # (o1t, o1h, o1w, o2t, o2h, o2w, u), u = (gt·Gh + gh)·Gw + gw.
 
@@ -539,7 +540,7 @@ def unit_of_natural_index(geometry, index: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize("name", NAMES)
 def test_unit_of_unrolled_position_is_n_mod_u(name):
-    # SPEC §3.4 consequence (a), spot-checked on Shot7M2 (and the others).
+    # The unit of unrolled position n is n mod U, spot-checked on Shot7M2 (and the others).
     geometry = geometry_of(name)
     unrolled = geometry.unroll.apply_numpy(natural_tokens(geometry.num_tokens))[0, :, 0]
     positions = np.arange(geometry.num_tokens)
@@ -559,10 +560,10 @@ def test_shot7m2_unit_of_masked_position_is_n_mod_k():
 
 
 # ---------------------------------------------------------------------------------------------
-# Reroll (SPEC §3.5).
+# Reroll.
 
 def pool(tokens: np.ndarray, stride: int) -> np.ndarray:
-    """maxpool_s over the whole sequence (SPEC §3.7): max over the s leading chunks."""
+    """maxpool_s over the whole sequence: max over the s leading chunks."""
     batch, length, channels = tokens.shape
     return tokens.reshape(batch, stride, length // stride, channels).max(axis=1)
 
@@ -665,7 +666,7 @@ def test_tiny_masked_pass_windows_hold_the_kept_units(level):
 
 
 # ---------------------------------------------------------------------------------------------
-# Non-hierarchical variant (SPEC §3.14).
+# Non-hierarchical variant.
 
 def non_hierarchical_geometry():
     with pytest.warns(UserWarning, match="non_hierarchical=True overrides"):

@@ -1,4 +1,4 @@
-"""Weight initialisation follows the published model (SPEC §6)."""
+"""Weight initialisation follows the published model (docs/model.md, "Initialisation")."""
 
 import math
 

@@ -37,7 +37,7 @@ def test_config_round_trip(layer):
 
 
 def reference_attention(x, qkv_kernel, qkv_bias, proj_kernel, proj_bias, heads, stride, windows):
-    """SPEC §3.6 written with numpy loops over windows and heads."""
+    """Mask-unit attention written with numpy loops over windows and heads."""
     batch, tokens, _ = x.shape
     dim = proj_kernel.shape[0]
     head_dim = dim // heads

@@ -1,4 +1,4 @@
-"""`scripts/pretrain.py` flag handling (in process): the published multi-value forms and the
+"""`hbehavemae pretrain` flag handling (in process): the published multi-value forms and the
 per-dataset defaults. A run killed with SIGKILL and resumed, its outputs, and invalid flags:
 tests/faults/test_training_faults.py."""
 

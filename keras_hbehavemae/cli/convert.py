@@ -4,11 +4,11 @@ PyTorch key names into a Keras weights file or a preset folder.
 The file is read without torch and without executing pickle code.
 
 Usage:
-    python scripts/convert_checkpoint.py --checkpoint checkpoint-199.pth \\
+    hbehavemae convert --checkpoint checkpoint-199.pth \\
         --output presets/my_model            # a preset folder (backbone + decoder)
-    python scripts/convert_checkpoint.py --checkpoint checkpoint-199.pth \\
+    hbehavemae convert --checkpoint checkpoint-199.pth \\
         --output encoder.weights.h5 --backbone_only
-    python scripts/convert_checkpoint.py --checkpoint weights.npz --config config.json \\
+    hbehavemae convert --checkpoint weights.npz --config config.json \\
         --output presets/my_model            # no training args inside: give the config
 """
 

@@ -2,10 +2,10 @@
 decoder and prediction target, with parameter counts and an ASCII diagram.
 
 Usage:
-    python scripts/data_flow.py --config shot7m2                 # a published configuration
-    python scripts/data_flow.py --config mabe22 --mask_ratio 0.75  # ... with a change
-    python scripts/data_flow.py --preset presets/my_model --output data_flow.md
-    python scripts/data_flow.py --input_size 400 1 72 --patch_kernel 2 1 3 --stages 2 3 4 \\
+    hbehavemae data-flow --config shot7m2                 # a published configuration
+    hbehavemae data-flow --config mabe22 --mask_ratio 0.75  # ... with a change
+    hbehavemae data-flow --preset presets/my_model --output data_flow.md
+    hbehavemae data-flow --input_size 400 1 72 --patch_kernel 2 1 3 --stages 2 3 4 \\
         --q_strides "2,1,4;2,1,6" --mask_unit_attn True False False --init_embed_dim 96 \\
         --out_embed_dims 78 128 256 --mask_ratio 0.7 --decoding_strategy single
 

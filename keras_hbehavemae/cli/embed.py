@@ -1,6 +1,7 @@
 """Extract per-frame embeddings of a trained hBehaveMAE encoder and write submission files.
 
-Implements SPEC §10: the encoder runs unmasked over edge-padded windows of every
+Implements the published extraction (docs/model.md, "Embedding extraction (exact and
+fast modes)"): the encoder runs unmasked over edge-padded windows of every
 evaluation sequence ("exact": all stride-1 windows, averaged per frame; "fast": one
 centre token per window), each level is optionally reduced by PCA, and per level
 `test_submission_{k}.npy` (a NumPy-saved dict with `frame_number_map` and float32
@@ -8,9 +9,9 @@ centre token per window), each level is optionally reduced by PCA, and per level
 `--output_dir`. See `keras_hbehavemae.embeddings.extraction`.
 
 When the sequences carry per-frame labels (the synthetic data does), the folder also gets
-`labels.npy` (the published labels layout, read by `scripts/evaluate.py`) and
+`labels.npy` (the published labels layout, read by `hbehavemae evaluate`) and
 `keypoints.npy`: the raw keypoints `[N_frames, H·W]` after the same normalisation the
-encoder sees, in the same frame order. `scripts/evaluate.py` finds both there and probes
+encoder sees, in the same frame order. `hbehavemae evaluate` finds both there and probes
 the keypoints as the raw-keypoint baseline.
 
 Data: `--path_to_data_dir` is a split file, read directly, or the data folder of
@@ -40,13 +41,14 @@ def define_flags() -> None:
                         "table of the module docstring.")
     flags.DEFINE_string("split", None, "Split to read from a folder (default: test; hbabel: val).")
     flags.DEFINE_enum("mode", "exact", ("exact", "fast", "strided"), "exact: mean over all "
-                      "stride-1 windows (SPEC §10); fast: centre token of every 2nd window (SPEC); "
-                      "strided: mean over every k-th window (k = --window_stride), ~T/4× cheaper.")
+                      "stride-1 windows (published); fast: centre token of every 2nd window "
+                      "(published); strided: mean over every k-th window (k = --window_stride), "
+                      "~T/4× cheaper.")
     flags.DEFINE_integer("window_stride", None, "k of --mode strided (default num_frames // 4).")
     flags.DEFINE_bool("embedsum", None, "Mean over the H_k·W_k tokens instead of flattening them "
                       "(default: on for the mouse datasets, off otherwise, as published).")
     flags.DEFINE_bool("pca", False, "Reduce levels with D above the limit by PCA fitted on the "
-                      "extracted embeddings (SPEC §10).")
+                      "extracted embeddings, as published.")
     flags.DEFINE_integer("pca_dim", None, "PCA limit (default: the published one, 64 Shot7M2 and "
                          "hBABEL, 128 MABe22 and synthetic; 64 for generic keypoints).",
                          lower_bound=1)
@@ -62,7 +64,7 @@ def define_flags() -> None:
                       "levels concatenated).")
     flags.DEFINE_bool("fill_holes", False, "MABe hole filling (mouse datasets; off as published).")
     flags.DEFINE_bool("write_labels", True, "If the sequences carry labels, also write labels.npy "
-                      "and the raw-keypoint baseline keypoints.npy for scripts/evaluate.py.")
+                      "and the raw-keypoint baseline keypoints.npy for hbehavemae evaluate.")
     flags.DEFINE_bool("allow_random_weights", False, "Accept a preset without trained weights "
                       "(an untrained control): its embeddings are those of random weights.")
     flags.mark_flags_as_required(["preset", "path_to_data_dir", "output_dir"])

@@ -1,4 +1,5 @@
-"""Probe extracted embeddings with linear probes (SPEC §11) and write a score table.
+"""Probe extracted embeddings with linear probes (docs/model.md, "Linear probes") and write a
+score table.
 
 Inputs:
   --embeddings  a folder written by the extraction script: per-level `level_{k}.npy`
@@ -18,9 +19,9 @@ Outputs in --output_dir: probe_table.md, probe_table.csv, probe_results.json (ev
 α and seed) and probe_heatmap.png (needs matplotlib).
 
 Usage:
-    python scripts/evaluate.py --embeddings runs/demo/embeddings \\
+    hbehavemae evaluate --embeddings runs/demo/embeddings \\
         --output_dir runs/demo/probes      # labels.npy, keypoints.npy found there
-    python scripts/evaluate.py ... --evaluation_sequences public_test.json   # published
+    hbehavemae evaluate ... --evaluation_sequences public_test.json   # published
         # protocol: those clips are scored, the others are split per seed for fitting
 """
 
@@ -45,7 +46,7 @@ def define_flags() -> None:
     flags.DEFINE_list("alphas", ["0.1", "0.5", "1", "2", "5"], "Ridge penalties.")
     flags.DEFINE_float("reported_alpha", 1.0, "The α of the reported scores (must be in --alphas).")
     flags.DEFINE_float("test_fraction", 0.25, "Fraction of sequences held out per seed "
-                       "(SPEC: 0.25 Shot7M2, 0.1 mice and hBABEL).")
+                       "(published: 0.25 Shot7M2, 0.1 mice and hBABEL).")
     flags.DEFINE_string("evaluation_sequences", None, "Optional JSON list of sequence names "
                         "scored by every seed (published protocol); by default each seed "
                         "scores its own held-out sequences.")

@@ -12,8 +12,8 @@ The numbers a client needs (U, K, P, the mask grid, ...) are written to
 under torch the export runs in a TensorFlow-backend subprocess.
 
 Usage:
-    python scripts/export.py --preset presets/my_model --output_dir exported/my_model
-    KERAS_BACKEND=jax python scripts/export.py --preset model.keras --output_dir out \\
+    hbehavemae export --preset presets/my_model --output_dir exported/my_model
+    KERAS_BACKEND=jax hbehavemae export --preset model.keras --output_dir out \\
         --platforms cpu,cuda
 """
 

@@ -14,7 +14,7 @@ models the per-token predictions are mapped back with the true per-token mean/st
 window (evaluation only; see `reconstruction.reconstruct(denormalise_with=...)`).
 
 Usage:
-    python scripts/plot_reconstruction.py --preset presets/my_model \\
+    hbehavemae plot-reconstruction --preset presets/my_model \\
         --data data/synthetic/test.npy --sequence 0 --start 100 --keypoints 0,5 \\
         --individual 1 --output reconstruction.png
 """

@@ -1,9 +1,9 @@
 """Plot a training run's loss, learning rate and gradient norm to a PNG (needs matplotlib).
 
 Usage:
-    python scripts/plot_training.py --log runs/demo/metrics.jsonl --output curves.png
-    python scripts/plot_training.py --log runs/demo --output curves.png   # a run directory
-    python scripts/plot_training.py --log history.csv --output curves.png  # epoch,loss,...
+    hbehavemae plot-training --log runs/demo/metrics.jsonl --output curves.png
+    hbehavemae plot-training --log runs/demo --output curves.png   # a run directory
+    hbehavemae plot-training --log history.csv --output curves.png  # epoch,loss,...
 """
 
 import sys

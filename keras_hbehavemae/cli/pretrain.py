@@ -3,12 +3,12 @@
 With no flags it trains a small hierarchical model on the built-in synthetic mouse-triplet
 data (generated into `runs/pretrain/data` on first use) for a few minutes on a CPU:
 
-    python scripts/pretrain.py
+    hbehavemae pretrain
 
-A published configuration (SPEC §7, §8) only needs the dataset and its folder; every other
+A published configuration only needs the dataset and its folder; every other
 flag defaults to the published value for that dataset:
 
-    python scripts/pretrain.py --dataset mabe_mice --path_to_data_dir data/mabe \\
+    hbehavemae pretrain --dataset mabe_mice --path_to_data_dir data/mabe \\
         --output_dir runs/mabe --log_dir runs/mabe/logs
 
 Multi-value flags take the published space-separated form as well as commas:
@@ -33,7 +33,7 @@ from absl import app, flags
 # Defaults per dataset. The published datasets take their architecture, decoder and
 # masking from their built-in presets (`keras_hbehavemae.presets.PUBLISHED_PRESETS`), looked up
 # only when needed because importing the package loads Keras; their training settings
-# (SPEC §8) are here. "synthetic" is the small default run.
+# (docs/model.md, "Training recipe") are here. "synthetic" is the small default run.
 PUBLISHED_ARCHITECTURE = {"mabe_mice": "mabe22", "shot7m2": "shot7m2", "hbabel": "hbabel"}
 DATASET_DEFAULTS = {
     "synthetic": dict(

@@ -1,4 +1,4 @@
-"""Published PyTorch checkpoints ↔ Keras weights (SPEC §5, §12.3).
+"""Published PyTorch checkpoints ↔ Keras weights (docs/model.md, "Checkpoint key mapping").
 
 The mapping is table-driven: `parameter_table(model)` lists, for every PyTorch state-dict
 key, the Keras variable it fills and the layout transform (Linear → transpose; Conv3d →
@@ -238,7 +238,7 @@ def _is_npz(path: str) -> bool:
 
 
 def from_torch_checkpoint(path, config: HBehaveMAEConfig | None = None):
-    """`(config, state_dict)` from a checkpoint file (SPEC §12.3).
+    """`(config, state_dict)` from a checkpoint file, the state dict in PyTorch layout.
 
     The configuration comes from the checkpoint's `args` when present; otherwise pass
     `config`. When both are present they must agree.

@@ -1,4 +1,4 @@
-"""Arena augmentations of 2-D keypoints in pixels (MABe22, SPEC §9.3), as TensorFlow ops.
+"""Arena augmentations of 2-D keypoints in pixels (MABe22), as TensorFlow ops.
 
 Every op is stateless: it takes a `seed` tensor of shape `[2]` (int32 or int64)
 and draws all its random numbers from it, so a `tf.data` pipeline that derives
@@ -103,7 +103,7 @@ def add_gaussian_noise(
 ) -> tf.Tensor:
     """With probability `probability`, adds i.i.d. N(0, stddev²) noise to every value.
 
-    Works on any shape (e.g. also the optional Shot7M2 noise of SPEC §9.2).
+    Works on any shape (e.g. also an optional noise on Shot7M2).
 
     Example:
         >>> values = tf.zeros([3, 2])

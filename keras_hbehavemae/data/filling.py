@@ -4,7 +4,7 @@ Two strategies, both per coordinate and along the time axis (axis 0):
 
 - `hold_fill`: every missing value takes the last observed value before it;
   missing values before the first observation take that first observation.
-  This is the MABe "fill holes" rule (SPEC §9.3) when "missing" means x == 0.
+  This is the published MABe "fill holes" rule when "missing" means x == 0.
 - `interpolate_fill`: missing values between two observations lie on the
   straight line between them; missing values before the first or after the
   last observation hold that observation (edge hold).

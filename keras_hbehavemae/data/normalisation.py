@@ -1,9 +1,9 @@
-"""Mapping arena pixels to normalised coordinates (MABe22, SPEC §9.3).
+"""Mapping arena pixels to normalised coordinates (MABe22).
 
 The published MABe22 recipe normalises each window *after* augmentation, which
 works in pixels: v ← (v − 425) / 425 for every x and y, giving values in about
 [−1, 1]. Shot7M2 and hBABEL are not normalised. The same mapping is used for
-embedding extraction (SPEC §10, step 1).
+embedding extraction.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ tensor. The dataset iterates over a small table with one row per window
 `Dataset.map`; edge padding is done by clipping frame indices (see `windows.py`),
 so neither padded copies nor all windows are ever materialised.
 
-Per window, in this order (SPEC §9.3): gather, `augment(window, seed)` in raw
+Per window, in the published order: gather, `augment(window, seed)` in raw
 units (pixels for MABe22), `normalise(window)`, cast to float32. Each element
 gets its own `[2]` seed from `tf.data.Dataset.random(seed)`, re-drawn every
 epoch, so augmentation is fresh per item and per epoch yet the whole pipeline is
@@ -189,7 +189,7 @@ def make_pretraining_dataset(
     expected_input_size: tuple[int, int, int] | None = None,
     padding: Literal["both_ends", "end_only"] = "both_ends",
 ) -> tf.data.Dataset:
-    """The pre-training dataset: shuffled, augmented, normalised windows (SPEC §8, §9).
+    """The pre-training dataset: shuffled, augmented, normalised windows.
 
     Args:
         sequences: `KeypointSequences` or arrays `[T_i, H, W]` (pixels for MABe22).
@@ -206,8 +206,8 @@ def make_pretraining_dataset(
         repeat: repeat forever.
         expected_input_size: the model's `(T, H, W)`; checked against `num_frames`
             and the sequences' `(H, W)`.
-        padding: "both_ends" (§9.1: 60 before, 59 after for long windows) or
-            "end_only" (§9.4, hBABEL).
+        padding: "both_ends" (60 before, 59 after for long windows) or
+            "end_only" (hBABEL).
 
     Returns:
         A `tf.data.Dataset` yielding `x` only, float32 `[batch_size, num_frames, H, W]`.
@@ -245,7 +245,7 @@ def make_evaluation_dataset(
 ) -> tf.data.Dataset:
     """The held-out dataset: the training windows in order, unaugmented, last batch kept.
 
-    Arguments as in `make_pretraining_dataset`. Used for the held-out loss (SPEC §8).
+    Arguments as in `make_pretraining_dataset`. Used for the held-out loss.
 
     Example:
         >>> dataset = make_evaluation_dataset([np.zeros((50, 1, 4))], num_frames=20,

@@ -13,14 +13,14 @@ order of the source file:
 MABe22 output stays in arena pixels.
 
 Where normalisation happens: readers never normalise. The MABe22 recipe augments
-each window in pixels and only then maps coordinates to (v - 425) / 425 (SPEC
-§9.3), so the reader keeps pixels and the pipeline (`pipeline.py`) applies the
-augmentation and then `ArenaNormalisation` per window. Shot7M2 and hBABEL are not
+each window in pixels and only then maps coordinates to (v - 425) / 425, so the
+reader keeps pixels and the pipeline (`pipeline.py`) applies the augmentation and
+then `ArenaNormalisation` per window. Shot7M2 and hBABEL are not
 normalised at all.
 
 The published files are pickled. Pickles can run code when loaded, so read them
 only from trusted sources; by default these readers use a restricted unpickler
-that rebuilds only containers and NumPy arrays (see `pickle_loading.py`). Every
+that rebuilds only containers and NumPy arrays (see `keras_hbehavemae.files.unpickling`). Every
 reader also accepts the already-loaded object instead of a path.
 """
 
@@ -48,18 +48,20 @@ __all__ = [
     "read_shot7m2",
 ]
 
-#: MABe22 body parts, in the order of the keypoint axis (SPEC §9.3).
+#: MABe22 body parts, in the order of the keypoint axis.
 MOUSE_BODY_PARTS = (
     "nose", "ear_left", "ear_right", "neck", "forepaw_left", "forepaw_right",
     "center", "hindpaw_left", "hindpaw_right", "tail_base", "tail_middle", "tail_tip",
 )  # fmt: skip
 
-#: The 24 of 26 Shot7M2 joints kept, grouped by body part (SPEC §9.2).
+#: The 24 of 26 Shot7M2 joints kept, grouped by body part (centre, hips and lumbar; left leg;
+#: right leg; head; left arm; right arm).
 SHOT7M2_JOINT_SELECTION = (
     0, 1, 6, 11, 2, 3, 4, 5, 7, 8, 9, 10, 14, 19, 20, 21, 15, 16, 17, 18, 22, 23, 24, 25,
 )  # fmt: skip
 
-#: The hBABEL joint grouping applied to the 25 processed joints (SPEC §9.4).
+#: The hBABEL joint grouping applied to the 25 processed joints (left arm and hand, right arm
+#: and hand, left leg and shoulder, right leg and shoulder, head and spine).
 HBABEL_JOINT_ORDER = (
     5, 6, 7, 21, 22, 9, 10, 11, 23, 24, 4, 12, 13, 14, 15, 8, 16, 17, 18, 19, 0, 1, 2, 3, 20,
 )  # fmt: skip
@@ -252,7 +254,7 @@ def read_shot7m2(
 
     The file is a pickled dict `{"sequences": {"keypoints": {episode: [T, 1, 26,
     3]}}}`. Each episode becomes `[T, 1, 72]` ordered (joint, xyz), with raw,
-    unnormalised coordinates (SPEC §9.2).
+    unnormalised coordinates.
 
     Args:
         source: path of the `.npy` file, or the loaded dict.
@@ -310,9 +312,9 @@ def read_hbabel(
     """Reads processed hBABEL sequences and applies the joint grouping.
 
     The source is a list of dicts, each with `poses` (its length L is the number
-    of frames) and `joint_positions_processed` `[≥L, 25, 3]` (the offline
-    preparation of SPEC §9.4), optionally `babel_id` (used as the name; otherwise
-    the list index). Files: a `.npy` holding the list (an object array) or a
+    of frames) and `joint_positions_processed` `[≥L, 25, 3]` (the published offline
+    preparation: 25 SMPL-H joints, centred and aligned), optionally `babel_id` (used as
+    the name; otherwise the list index). Files: a `.npy` holding the list (an object array) or a
     `.pkl`. The published `.pth.tar` files are joblib pickles: load them yourself
     with a trusted loader and pass the list in.
 

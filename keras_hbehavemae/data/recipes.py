@@ -47,7 +47,7 @@ class PretrainingData:
         num_frames: window length (the model's T).
         sliding_window: stride between window starts.
         sampling_rate: stride between frames inside a window.
-        padding: "both_ends" (SPEC §9.1) or "end_only" (hBABEL, §9.4).
+        padding: "both_ends" (Shot7M2, MABe22) or "end_only" (hBABEL).
         augment: optional `augment(window, seed)`, training windows only.
         normalise: optional `normalise(window)`, after `augment`, on both splits.
         source: free-form, JSON-serialisable description of where the data came from.
@@ -161,7 +161,7 @@ def load_pretraining_data(
     fill_holes: bool = False,
     data_augment: bool = False,
 ) -> PretrainingData:
-    """Reads a dataset by name and wires the published per-window recipe (SPEC §9).
+    """Reads a dataset by name and wires the published per-window recipe.
 
     Args:
         dataset: one of `DATASETS`.

@@ -2,7 +2,7 @@
 
 Every reader in `keras_hbehavemae.data` returns this container. It holds, in the
 order of the source file, one float32 array `[T_i, H, W]` per sequence (time,
-individuals, features of one individual; SPEC §0). Sequences may have different
+individuals, features of one individual). Sequences may have different
 lengths, but all share the per-frame shape `(H, W)`.
 
 Optional extras, aligned frame by frame with the keypoints:
@@ -14,7 +14,7 @@ Optional extras, aligned frame by frame with the keypoints:
   frame was observed in the source (before any hole filling).
 
 The iteration order is the source order. Embedding extraction relies on it: the
-submission's `frame_number_map` is cumulative in exactly this order (SPEC §10).
+submission's `frame_number_map` is cumulative in exactly this order.
 """
 
 from __future__ import annotations
@@ -228,7 +228,7 @@ class KeypointSequences:
     def frame_number_map(self) -> dict[str, tuple[int, int]]:
         """Maps each name to its half-open `(start, end)` frame range, cumulative in order.
 
-        This is the `frame_number_map` of a submission file (SPEC §10).
+        This is the `frame_number_map` of a submission file.
         """
         frame_map = {}
         start = 0

@@ -3,8 +3,8 @@
 Every check takes a `where` string such as `"data/train.npy, sequence 'abc'"` and
 puts it at the start of its message, so a bad file is easy to find.
 
-Short sequences: the published training pipeline edge-pads every sequence
-(SPEC §9.1, §9.4), so a sequence shorter than the model's window is padded, not
+Short sequences: the published training pipeline edge-pads every sequence,
+so a sequence shorter than the model's window is padded, not
 rejected. Only a sequence without frames is always an error. A caller that wants
 full windows only passes `num_frames` with `pad_short_sequences=False`.
 """

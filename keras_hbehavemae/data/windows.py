@@ -1,7 +1,8 @@
 """Which frames make up each window: pure NumPy index logic for training and extraction.
 
 A window is `num_frames` frames of one sequence after edge padding. Three
-schemes are used (SPEC §9.1, §9.4, §10):
+schemes are used (docs/model.md, "Data recipes (MABe22, Shot7M2, hBABEL)" and
+"Embedding extraction (exact and fast modes)"):
 
 | scheme | padding of a length-L sequence | window starts |
 |---|---|---|
@@ -18,7 +19,7 @@ of its sequence: `WindowPlan.frame_indices` gives, for each window, the indices
 of its frames in the *original* sequence, and a `tf.data` pipeline can gather
 them from the unpadded data.
 
-`sampling_rate` r (the SPEC does not define it; the published runs use 1): a
+`sampling_rate` r (an addition of this package; the published runs use 1): a
 window takes every r-th frame, `start + r·i` for i < num_frames, so it spans
 `(num_frames − 1)·r + 1` padded frames. Padding and starts are in source frames.
 
@@ -35,7 +36,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-#: The published maximum edge padding of training windows (SPEC §9.1).
+#: The published maximum edge padding of training windows.
 MAX_TRAINING_PADDING = 120
 
 
@@ -144,7 +145,7 @@ def _plan(
 def training_windows(
     lengths: Sequence[int], num_frames: int, sliding_window: int = 17, sampling_rate: int = 1
 ) -> WindowPlan:
-    """Training windows of Shot7M2 and MABe22 (SPEC §9.1).
+    """Training windows of Shot7M2 and MABe22.
 
     Args:
         lengths: the length of each sequence.
@@ -164,7 +165,7 @@ def training_windows(
 def end_padded_windows(
     lengths: Sequence[int], num_frames: int, sliding_window: int = 11, sampling_rate: int = 1
 ) -> WindowPlan:
-    """hBABEL windows: end-only padding up to one window, starts every `sliding_window` (§9.4).
+    """hBABEL windows: end-only padding up to one window, starts every `sliding_window`.
 
     Example:
         >>> end_padded_windows([100, 450, 472], num_frames=450).windows_per_sequence().tolist()
@@ -174,7 +175,7 @@ def end_padded_windows(
 
 
 def extraction_windows(lengths: Sequence[int], num_frames: int) -> WindowPlan:
-    """Embedding-extraction windows: pad num_frames − 1 on both sides, stride 1 (SPEC §10).
+    """Embedding-extraction windows: pad num_frames − 1 on both sides, stride 1.
 
     A sequence of length L yields L + num_frames − 1 windows; window w covers
     padded frames [w, w + num_frames), and original frame f is padded frame

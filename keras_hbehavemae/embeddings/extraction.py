@@ -187,7 +187,7 @@ def embed_sequence(
     normalise: Normalisation | None = None,
     window_stride: int | None = None,
 ) -> list[np.ndarray]:
-    """Per-frame embeddings of one sequence (SPEC §10; details in the module docstring).
+    """Per-frame embeddings of one sequence (details in the module docstring).
 
     - "exact": every stride-1 window of the sequence edge-padded by T − 1 on both
       sides (L + T − 1 windows); frame f's row is the mean of the T window rows

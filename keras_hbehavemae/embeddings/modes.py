@@ -18,7 +18,8 @@ end) and recovered with one cumulative sum at the end: O(T_k) updates per window
 instead of O(num_frames), with the same per-frame sums. Memory is O(L·D) per
 level, whatever the batch size, and the result does not depend on `batch_size`.
 
-**fast** (optional, SPEC §10 "Fast mode"). Our reading of the SPEC:
+**fast** (optional, published; docs/model.md, "Embedding extraction (exact and fast
+modes)"). In detail:
 
 1. stride s = 2 if num_frames is even, else 1; pad = (num_frames − s) / 2
    (an integer in both cases), edge-padded on each side.
@@ -39,7 +40,7 @@ L + num_frames − 1, and the frame embedding is one centre token instead of a m
 over all num_frames windows covering the frame. For a sequence whose windows are
 all identical and whose tokens do not vary along time the two modes agree.
 
-**strided** (ours, not in the SPEC). Exact mode with every k-th window only: the
+**strided** (ours, not published). Exact mode with every k-th window only: the
 windows of exact mode (padded start 0, k, 2k, …), and each frame's row the mean over
 the windows that cover it (⌊T/k⌋ or ⌈T/k⌉ of them, counted per frame). k = 1 is exact
 mode. The default k = ⌊T/4⌋ runs about L/k + 4 windows, so every frame still averages

@@ -1,11 +1,11 @@
 """PCA of extracted embeddings: exact full-SVD or streaming, and the published limits.
 
-**PCA** (SPEC §10 table). When a level's D exceeds the limit, PCA is fitted on
-the extracted embeddings themselves: exact full-SVD PCA if D < 100, otherwise
-"incremental" PCA over batches of 320,000 rows. Our incremental PCA streams the
-data once and accumulates, in float64, the row count, the sum and the matrix of
-sums of outer products of the rows (shifted by the first batch's mean for
-numerical stability), then takes the eigendecomposition of the covariance. Memory
+**PCA** (published limits: 64 for Shot7M2 and hBABEL, 128 for MABe22). When a level's D
+exceeds the limit, PCA is fitted on the extracted embeddings themselves: exact full-SVD
+PCA if D < 100, otherwise "incremental" PCA over batches of 320,000 rows. Our
+incremental PCA streams the data once and accumulates, in float64, the row count, the
+sum and the matrix of sums of outer products of the rows (shifted by the first batch's
+mean for numerical stability), then takes the eigendecomposition of the covariance. Memory
 is O(D² + batch·D); the result equals full PCA up to rounding. (It is therefore
 not bit-identical to scikit-learn's `IncrementalPCA`, which truncates to the
 kept components after every batch and is only approximately equal to full PCA.)
@@ -78,7 +78,7 @@ def fit_pca(
     method: str = "auto",
     batch_size: int = INCREMENTAL_PCA_BATCH,
 ) -> PCA:
-    """Fits PCA on the rows of `x` `[N, D]` (SPEC §10).
+    """Fits PCA on the rows of `x` `[N, D]`.
 
     Args:
         x: the embeddings, `[N, D]`.

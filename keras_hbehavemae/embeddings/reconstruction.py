@@ -1,4 +1,4 @@
-"""Reconstructions and imputation of keypoints with a pretrained `HBehaveMAE` (SPEC §3.11–3.12).
+"""Reconstructions and imputation of keypoints with a pretrained `HBehaveMAE`.
 
 The pretrainer predicts, for every mask unit u, the *time-strided* keypoints of that unit:
 `pred [B, U, P]` is laid out exactly like `losses.time_strided_targets`, i.e. the first

@@ -38,7 +38,7 @@ def write_submission(
     embeddings_per_level: Sequence[np.ndarray] | Mapping[int, np.ndarray],
     combined: bool | np.ndarray | None = None,
 ) -> dict[str, pathlib.Path]:
-    """Writes the submission files of SPEC §10, each atomically (temporary file + rename).
+    """Writes the published submission files, each atomically (temporary file + rename).
 
     Args:
         directory: output folder (created if needed).

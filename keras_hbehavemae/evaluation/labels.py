@@ -155,7 +155,7 @@ def load_embedding_folder(
 
     Either `level_{k}.npy` arrays `[N_frames, D_k]` with one `frame_number_map.json`
     (name → `[start, end]`), or `test_submission_{k}.npy` dicts `{frame_number_map,
-    embeddings}` (SPEC §10). Levels are named `level_{k}` and sorted by k; a
+    embeddings}` (the published submission format). Levels are named `level_{k}` and sorted by k; a
     `level_combined.npy` or `test_submission_combined.npy` becomes "combined", last.
 
     Returns:

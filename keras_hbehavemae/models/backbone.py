@@ -1,4 +1,6 @@
-"""`HBehaveMAEBackbone`: the hBehaveMAE encoder as a functional Keras model (SPEC §3.9).
+"""`HBehaveMAEBackbone`: the hBehaveMAE encoder as a functional Keras model.
+
+The rules it follows are in docs/model.md ("Levels and projections").
 
 Example:
 
@@ -44,7 +46,7 @@ class EncoderLayers(typing.NamedTuple):
 
 
 def select_kept_units(tokens, keep_unit_ids, geometry: Geometry):
-    """Keeps the tokens of the kept mask units (SPEC §3.4 c, §4).
+    """Keeps the tokens of the kept mask units, in ascending unit order.
 
     Args:
         tokens: unrolled tokens `[B, N0, C]`.
@@ -101,7 +103,7 @@ class HBehaveMAEBackbone(keras.Model):
     projected, no LayerNorm), in natural grid order. Deterministic: no masking and no
     randomness. Input `[B, T, H·W]` is accepted too and reshaped.
 
-    Args: the encoder parameters of `HBehaveMAEConfig` (SPEC §1.1), plus `dtype`
+    Args: the encoder parameters of `HBehaveMAEConfig`, plus `dtype`
         (a Keras dtype policy such as "mixed_bfloat16").
     """
 

@@ -1,5 +1,5 @@
 """The hBehaveMAE configuration: every published parameter, parsing of the published
-command-line forms, and validation (SPEC §1).
+command-line forms, and validation (docs/model.md, "Configuration rules").
 
 Example:
 
@@ -97,7 +97,7 @@ def parse_int_sequence(value: Any, parameter: str) -> tuple[int, ...]:
 
 
 def parse_triple(value: Any, parameter: str) -> Triple:
-    """Parses a (t, h, w) triple of positive ints (SPEC §1.2 rule 1)."""
+    """Parses a (t, h, w) triple of positive ints (validation rule 1)."""
     triple = parse_int_sequence(value, parameter)
     if len(triple) != 3:
         raise invalid(parameter, value, "must be a (t, h, w) triple of three integers")
@@ -130,12 +130,13 @@ def parse_bool_sequence(value: Any, parameter: str) -> tuple[bool, ...]:
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class HBehaveMAEConfig:
-    """Every parameter of the published hBehaveMAE model (SPEC §1.1).
+    """Every parameter of the published hBehaveMAE model.
 
     Sequences may be given in the published command-line forms (`"2,1,4;2,1,6"`,
     `"True False False"`, `"400 1 72"`); they are normalised to tuples. Construction
-    validates SPEC §1.2 rules 1–8 and 10; rule 9 (the kept-unit count) is checked by
-    `validate_for_training`, because an encoder used only for embedding never masks.
+    checks validation rules 1–8 and 10 (docs/model.md, "Configuration rules"); rule 9
+    (the kept-unit count) is checked by `validate_for_training`, because an encoder used
+    only for embedding never masks.
 
     Args:
         input_size: (T, H, W): frames, individuals, features per individual.
@@ -151,7 +152,7 @@ class HBehaveMAEConfig:
         mlp_ratio: MLP hidden width over block width.
         layer_norm_eps: epsilon of every LayerNorm.
         sep_pos_embed: separable spatial + temporal position embedding.
-        non_hierarchical: the BehaveMAE baseline (SPEC §3.14).
+        non_hierarchical: the BehaveMAE baseline (one width, no pooling, global attention).
         drop_path_rate: stochastic-depth rate of the last block (linear ramp from 0).
         decoder_embed_dim: decoder width Cd.
         decoder_depth: number of decoder blocks.
@@ -218,7 +219,7 @@ class HBehaveMAEConfig:
     # ------------------------------------------------------------------ validation
 
     def _validate(self) -> None:
-        """SPEC §1.2 rules 1–8 and 10."""
+        """Validation rules 1–8 and 10 (docs/model.md, "Configuration rules")."""
         if not self.stages:
             raise invalid("stages", self.stages, "must hold at least one stage")
         if any(count < 1 for count in self.stages):
@@ -274,7 +275,7 @@ class HBehaveMAEConfig:
         compute_geometry(self)
 
     def validate_for_training(self) -> None:
-        """SPEC §1.2 rule 9: 1 <= K < U for the configured mask ratio."""
+        """Validation rule 9: 1 <= K < U for the configured mask ratio."""
         geometry = compute_geometry(self)
         kept = geometry.num_kept_units
         if not 1 <= kept < geometry.num_mask_units:

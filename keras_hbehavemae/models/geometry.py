@@ -1,4 +1,4 @@
-"""Derived geometry of an hBehaveMAE configuration (SPEC §2, §3.4–3.8, §7).
+"""Derived geometry of an hBehaveMAE configuration (docs/model.md, "Derived geometry").
 
 This pure module (no Keras, no tensors) is the single source of every derived number:
 token grid, mask units, kept units, per-block widths/heads/strides/windows/attention
@@ -70,7 +70,7 @@ class TokenPermutation:
 
 @dataclasses.dataclass(frozen=True)
 class BlockGeometry:
-    """One encoder block (SPEC §3.8, §7.2)."""
+    """One encoder block (its width, heads, pooling, window and attention type)."""
 
     index: int
     stage: int
@@ -111,7 +111,7 @@ class BlockGeometry:
 
 @dataclasses.dataclass(frozen=True)
 class LevelGeometry:
-    """The output of one stage (a "level"), SPEC §2 and §3.9."""
+    """The output of one stage (a "level")."""
 
     stage: int
     dim: int
@@ -173,7 +173,8 @@ class Geometry:
         return self.num_masked_units / self.num_mask_units
 
     def reroll(self, level: int, num_units: int | None = None) -> TokenPermutation:
-        """Token order after stage `level` → per-unit windows (SPEC §3.5).
+        """Token order after stage `level` → per-unit windows (docs/model.md, "Unroll, reroll
+        and mask units").
 
         With `num_units` (masked pass, K units): `[B, units·|m_k|, C] -> [B, units, m_t, m_h,
         m_w, C]`. Without (unmasked pass): reroll and undo_windowing in one step,
@@ -230,7 +231,7 @@ def _block_parameters(input_dim: int, dim: int, hidden: int) -> int:
 
 
 def compute_geometry(config: HBehaveMAEConfig) -> Geometry:
-    """Derives every size of `config`; raises ValueError on a rule of SPEC §1.2 it breaks."""
+    """Derives every size of `config`; raises ValueError on a validation rule it breaks."""
     num_stages = len(config.stages)
     if config.non_hierarchical:
         q_strides = ((1, 1, 1),) * num_stages
@@ -338,7 +339,7 @@ def compute_geometry(config: HBehaveMAEConfig) -> Geometry:
     label_patch = (mask_unit[0], patch_h * mask_unit[1], patch_w * mask_unit[2])
     pred_stride = math.prod(label_patch)
 
-    # Unroll (SPEC §3.4): per axis [G, S_{Q-1}, ..., S_0]; order (o_0 thw, ..., o_{Q-1} thw, G thw).
+    # Unroll: per axis [G, S_{Q-1}, ..., S_0]; order (o_0 thw, ..., o_{Q-1} thw, G thw).
     split = []
     for axis in range(3):
         split += [mask_grid[axis]] + [q_strides[j][axis] for j in reversed(range(num_pooling))]

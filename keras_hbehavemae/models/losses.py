@@ -1,4 +1,6 @@
-"""Time-strided regression targets and the masked reconstruction loss (SPEC §3.12, §3.13).
+"""Time-strided regression targets and the masked reconstruction loss.
+
+The rules are in docs/model.md ("Decoder and prediction targets", "Loss").
 
 Example:
 

@@ -1,4 +1,4 @@
-"""Mask-unit masking (SPEC §4): True = keep, K units per row, kept units ascending.
+"""Mask-unit masking: True = keep, K units per row, kept units ascending.
 
 Example:
 
@@ -32,9 +32,9 @@ def unit_noise(shape, seed):
 
     Under a TensorFlow strategy with several replicas (`MirroredStrategy`), every replica
     holds a copy of the same seed-generator state and would draw identical noise, so all
-    replicas would mask their samples identically (SPEC §13 trap 18). There the drawn seed
-    is folded with the replica id, giving each replica its own stream; everywhere else
-    (one device, JAX `DataParallel`, which draws one global batch of noise) the draw is
+    replicas would mask their samples identically; masks must differ per replica. There the
+    drawn seed is folded with the replica id, giving each replica its own stream; everywhere
+    else (one device, JAX `DataParallel`, which draws one global batch of noise) the draw is
     the plain `keras.random.uniform`.
     """
     context = _tensorflow_replica_context()

@@ -164,7 +164,7 @@ def _markdown(tables: dict) -> str:
             "yes" if block["has_projection"] else "no", parameters,
         ])
     lines += table(header, rows, "rrlrrrllrllll")
-    lines += ["", "(lag): the lag-by-one rule (SPEC §3.8). The first block of stage k ≥ 1 pools "
+    lines += ["", "(lag): the lag-by-one rule. The first block of stage k ≥ 1 pools "
               "the queries and keeps the attention type of stage k − 1 (`mask_unit_attn[k−1]`); "
               "the stage's own type starts with its second block. The window size w is the "
               "flattened mask unit after the block's pooling; q per win / k per win are the "

@@ -38,7 +38,7 @@ FORMATS = ("markdown", "json")
 
 
 def _prediction_covers(geometry: Geometry) -> str:
-    """What one predicted vector reconstructs, in input units (SPEC §3.12)."""
+    """What one predicted vector reconstructs, in input units (a time-strided target)."""
     frames, rows, features = geometry.label_patch
     patch_t = geometry.config.patch_kernel[0]
     span = geometry.levels[-1].frames_per_token

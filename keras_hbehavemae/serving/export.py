@@ -1,11 +1,11 @@
-"""TensorFlow SavedModel export of hBehaveMAE for serving (SPEC §12.1, Export).
+"""TensorFlow SavedModel export of hBehaveMAE for serving (deterministic endpoints only).
 
 `export_saved_model(model_or_preset, directory)` writes a SavedModel whose endpoints are
 deterministic (no random masking) and take any batch size:
 
 - `serve` (also `serving_default`) and `embed`: input `keypoints` float32
   `[None, T, H, W]`; outputs `level_0` … `level_{L-1}`, the backbone's level maps
-  `[None, T_k, H_k, W_k, out_k]` (SPEC §10: rerolled, projected, not normalised).
+  `[None, T_k, H_k, W_k, out_k]` (rerolled, projected, not normalised).
 - `reconstruct` (pretrainers only): inputs `keypoints` and `mask` bool `[None, U]`
   (True = kept, exactly K per row); outputs `pred` `[None, U, P]`, `strided`
   `[None, T/pt, H, W]` (`pred` un-patchified, see `models.losses.unpatchify`) and

@@ -72,7 +72,7 @@ class HeldOutLoss(keras.callbacks.Callback):
     """Adds `test_loss` (masked loss over the whole held-out split) to the epoch logs.
 
     Runs at epochs with `epoch % every == 0` (0-based), with random masks and no
-    augmentation (SPEC §8), and not after a stopped (non-finite) epoch.
+    augmentation, as published, and not after a stopped (non-finite) epoch.
     """
 
     def __init__(self, dataset, every: int = 5):

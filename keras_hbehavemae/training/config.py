@@ -22,7 +22,8 @@ DISTRIBUTIONS = (None, "data_parallel")
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class TrainingConfig:
-    """The training settings of a run (SPEC §8; published values as defaults).
+    """The training settings of a run (published values as defaults; docs/model.md,
+    "Training recipe").
 
     Args:
         batch_size: windows per device and step.

@@ -42,7 +42,8 @@ def setup_distribution(distribute: str | None) -> Distribution:
     JAX: installs `keras.distribution.DataParallel` globally. TensorFlow: a
     `MirroredStrategy` over the GPUs (or, without GPUs, the logical CPUs); build the
     model inside `Distribution.scope()`. The pretrainer seeds each replica's masks
-    separately (SPEC trap 18).
+    separately: masks must differ per replica, and one shared seed-generator state would
+    give every replica the same masks.
 
     Raises:
         ValueError: for torch, or an unknown `distribute`.

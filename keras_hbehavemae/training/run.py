@@ -1,4 +1,5 @@
-"""Pretraining runs: the published recipe (SPEC §8) with resumable, atomic checkpoints.
+"""Pretraining runs: the published recipe (docs/model.md, "Training recipe") with resumable,
+atomic checkpoints.
 
 `run_pretraining(model_config, data, training, output_dir)` trains an `HBehaveMAE` on a
 `PretrainingData` and leaves in `output_dir` (see `run_directory` for the file formats):

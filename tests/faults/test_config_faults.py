@@ -1,6 +1,7 @@
 """Invalid configurations: each raises a ValueError whose message names the parameter and the
-broken rule (SPEC §1.2), whether it reaches `HBehaveMAEConfig`, `compute_geometry`, the model
-constructors, `HBehaveMAEConfig.from_dict`, `TrainingConfig` or the data recipes.
+broken rule (docs/model.md, "Configuration rules"), whether it reaches `HBehaveMAEConfig`,
+`compute_geometry`, the model constructors, `HBehaveMAEConfig.from_dict`, `TrainingConfig` or
+the data recipes.
 
 Rules 1-4, 8 and 10 are checked when `HBehaveMAEConfig` is constructed; rules 5-7 need the
 derived geometry and are checked by `compute_geometry` (which every model constructor calls);
@@ -25,9 +26,10 @@ from keras_hbehavemae.models.geometry import compute_geometry
 from keras_hbehavemae.training import build_training_run, setup_distribution
 
 # ---------------------------------------------------------------------------------------------
-# SPEC §1.2: errors raised when the config is constructed (rules 1, 2, 3, 4, 6-decoder, 8) and
-# the range checks of the scalar fields. Each row: (id, changes, message regex). Every regex
-# names the parameter first (`<parameter>: ...`) and then the broken rule.
+# Validation rules (docs/model.md, "Configuration rules"): errors raised when the config is
+# constructed (rules 1, 2, 3, 4, 6-decoder, 8) and the range checks of the scalar fields. Each
+# row: (id, changes, message regex). Every regex names the parameter first (`<parameter>: ...`)
+# and then the broken rule.
 CONSTRUCTION_ERRORS = [
     # Rule 1: input_size, patch_kernel and every q_strides entry are triples of positive ints.
     ("rule1-input_size-pair", dict(input_size=(400, 72)),
@@ -187,7 +189,8 @@ def test_model_construction_rejects(changes, message):
         build_model_geometry(**changes)
 
 def test_error_message_of_spec_example_names_the_values():
-    # SPEC §1.2 example: `q_strides: mask-unit size (4,1,24) must divide token grid (200,1,24)`.
+    # The documented example of rule 5:
+    # `q_strides: mask-unit size (4,1,24) must divide token grid (200,1,24)`.
     # input (400,1,72) / patch (2,1,3) is the grid (200,1,24); strides (8,1,4),(2,1,6) make the
     # mask unit (16,1,24), which does not divide 200 on t.
     with pytest.raises(ValueError) as error:
@@ -216,7 +219,7 @@ def test_rule9_tiny_and_unit_grid():
 
 
 # ---------------------------------------------------------------------------------------------
-# Non-finite numbers raise a ValueError that names the parameter (SPEC §1.2).
+# Non-finite numbers raise a ValueError that names the parameter.
 
 def test_infinite_width_raises_value_error():
     with pytest.raises(ValueError, match=r"^init_embed_dim: "):

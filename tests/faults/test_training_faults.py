@@ -1,5 +1,5 @@
 """Faults during training (`keras_hbehavemae.training.run`, `callbacks`, `run_directory`,
-`scripts/pretrain.py`): a run killed with SIGKILL and rerun, unwritable folders and full disks
+`hbehavemae pretrain`): a run killed with SIGKILL and rerun, unwritable folders and full disks
 (known before training, or hit while writing), crashes in the middle of checkpoint and state
 writes, a resume under another configuration, damaged run files, non-finite losses and NaN
 data. Nothing good on disk is ever replaced by something half-written, and a rerun resumes
@@ -236,7 +236,7 @@ def test_nan_in_the_training_data_stops_the_first_epoch(tmp_path):
     assert run_directory.checkpoint_epochs(str(output)) == []
 
 
-# ---------------------------------------------------------------- scripts/pretrain.py
+# ---------------------------------------------------------------- hbehavemae pretrain
 
 EPOCHS = 4
 # A tiny hierarchical model, in the published space-separated flag forms.

@@ -1,4 +1,5 @@
-"""Mask-unit attention with max-pooled queries (SPEC §3.6).
+"""Mask-unit attention with max-pooled queries (docs/model.md, "Mask-unit attention and
+query pooling").
 
 Example:
 
@@ -21,7 +22,7 @@ from keras_hbehavemae.models.layers.dense_rows import dense_on_rows
 class MaskUnitAttention(keras.layers.Layer):
     """Multi-head attention inside mask units (or globally) with pooled queries.
 
-    Tokens are in unrolled order (SPEC §3.4): token n belongs to window
+    Tokens are in unrolled order: token n belongs to window
     `n mod num_windows`, so windows are a reshape, not a gather. With `query_stride` s > 1
     the queries are max-pooled over the leading s chunks of each window; keys and values
     are not pooled. Attention runs through `keras.ops.dot_product_attention`.

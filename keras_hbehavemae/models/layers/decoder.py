@@ -1,4 +1,4 @@
-"""The MAE decoder and prediction head (SPEC §3.11).
+"""The MAE decoder and prediction head (docs/model.md, "Decoder and prediction targets").
 
 Example:
 

@@ -1,4 +1,4 @@
-"""Multi-scale fusion head (SPEC §3.10).
+"""Multi-scale fusion head (docs/model.md, "Multi-scale fusion").
 
 Example:
 

@@ -1,5 +1,5 @@
 """The Hiera block: pre-norm mask-unit attention with a pooled projected residual, then
-an MLP (SPEC §3.7).
+an MLP (docs/model.md, "The Hiera block and the lag-by-one rule").
 
 Example:
 

@@ -1,4 +1,4 @@
-"""Patch embedding and position embedding (SPEC §3.2, §3.3).
+"""Patch embedding and position embedding (docs/model.md, "Patch and position embedding").
 
 Example:
 
@@ -41,7 +41,7 @@ class PatchEmbedding(keras.layers.Layer):
         patch_size = math.prod(self.patch_kernel)
         bound = 1.0 / math.sqrt(patch_size)
         # Published init: Xavier-uniform over [C0, pt·ph·pw] (no receptive field in the
-        # fans) and PyTorch's default conv bias U(±1/sqrt(fan_in)) (SPEC §6).
+        # fans) and PyTorch's default conv bias U(±1/sqrt(fan_in)).
         self.projection = keras.layers.Dense(
             self.embed_dim,
             kernel_initializer="glorot_uniform",

@@ -1,4 +1,6 @@
-"""Unroll, reroll and undo_windowing: permutations of the token axis (SPEC §3.4, §3.5).
+"""Unroll, reroll and undo_windowing: permutations of the token axis.
+
+The orders are defined in docs/model.md ("Unroll, reroll and mask units").
 
 The permutations themselves are computed by `keras_hbehavemae.models.geometry`; this module only
 applies them to tensors.
