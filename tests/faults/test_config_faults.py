@@ -411,7 +411,7 @@ def test_window_length_other_than_the_models_is_refused_before_building():
 
 
 def test_unknown_dataset_is_named(tmp_path):
-    with pytest.raises(ValueError, match=r"^dataset: 'mabe' is not one of \("):
+    with pytest.raises(ValueError, match=r"^dataset: 'mabe' is invalid: must be one of \("):
         load_pretraining_data("mabe", str(tmp_path), (900, 3, 24))
 
 
