@@ -129,7 +129,6 @@ def synthetic_windows(num_frames: int, seed: int = 123) -> np.ndarray:
 
 def test_trained_synthetic_preset_beats_an_untrained_model():
     trained = HBehaveMAE.from_preset("hbehavemae_synthetic_mice")
-    assert trained.count_params() == trained.geometry.parameter_counts["total"]
     untrained = HBehaveMAE.from_preset("hbehavemae_synthetic_mice", load_weights=False)
     x = synthetic_windows(trained.config_object.input_size[0])
     units, kept = trained.geometry.num_mask_units, trained.geometry.num_kept_units

@@ -147,7 +147,6 @@ def test_non_hierarchical_variant_trains():
     geometry = model.geometry
     assert geometry.num_mask_units == 256 and geometry.num_kept_units == 64
     assert len(model.fusion_heads) == 3
-    assert model.count_params() == geometry.parameter_counts["total"]
     model.compile(optimizer=published_optimizer(model, 1e-3, clip_grad=1.0))
     history = model.fit(keypoints(8), epochs=2, batch_size=4, verbose=0)
     assert np.isfinite(history.history["loss"]).all()
