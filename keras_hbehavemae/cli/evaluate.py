@@ -76,6 +76,7 @@ def main(argv):
     import numpy as np
 
     from keras_hbehavemae import evaluation as probes
+    from keras_hbehavemae.files.npy import read_npy
 
     try:
         labels_path, baseline_path = _default_inputs(
@@ -90,7 +91,11 @@ def main(argv):
             levels[level] = probes.align_frames(levels[level], maps[level], frame_map)
         baseline = None
         if baseline_path:
-            baseline = np.load(baseline_path)
+            baseline = read_npy(baseline_path)
+            if baseline.ndim < 1 or baseline.dtype.kind not in "iuf":
+                raise ValueError(f"{baseline_path}: the baseline keypoints must be a numeric "
+                                 f"array [N_frames, ...], got shape {baseline.shape} and "
+                                 f"dtype {baseline.dtype}")
             baseline = baseline.reshape(baseline.shape[0], -1).astype(np.float32)
         evaluation = None
         if FLAGS.evaluation_sequences:
