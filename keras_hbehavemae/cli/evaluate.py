@@ -99,8 +99,17 @@ def main(argv):
             baseline = baseline.reshape(baseline.shape[0], -1).astype(np.float32)
         evaluation = None
         if FLAGS.evaluation_sequences:
-            with open(FLAGS.evaluation_sequences, encoding="utf-8") as file:
-                evaluation = [str(name) for name in json.load(file)]
+            try:
+                with open(FLAGS.evaluation_sequences, encoding="utf-8") as file:
+                    evaluation = json.load(file)
+            except ValueError as error:  # JSONDecodeError, UnicodeDecodeError
+                raise ValueError(f"--evaluation_sequences {FLAGS.evaluation_sequences}: not a "
+                                 f"JSON list of sequence names ({error})") from None
+            if not isinstance(evaluation, list):
+                raise ValueError(f"--evaluation_sequences {FLAGS.evaluation_sequences}: holds "
+                                 f"a {type(evaluation).__name__}, not a JSON list of sequence "
+                                 "names")
+            evaluation = [str(name) for name in evaluation]
         tasks = FLAGS.tasks or list(labels.labels)
         unknown = sorted(set(tasks) - set(labels.labels))
         if unknown:

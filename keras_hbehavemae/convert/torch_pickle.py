@@ -86,15 +86,22 @@ class ArgumentNamespace(dict, metaclass=SealedClass):
         dict.update(self, state)
 
 
-@dataclass(frozen=True, slots=True)
-class _TorchDtype:
+class _Marker:
+    """A stand-in value: a pickle's BUILD cannot change it."""
+
+    def __setstate__(self, state: Any) -> None:
+        raise ValueError(f"{self!r} cannot be given a state")
+
+
+@dataclass(frozen=True)
+class _TorchDtype(_Marker):
     """A `torch.<dtype>` global, kept as its name."""
 
     name: str
 
 
-@dataclass(frozen=True, slots=True)
-class _StorageClass:
+@dataclass(frozen=True)
+class _StorageClass(_Marker):
     """A storage class global; `dtype_name` is None for `UntypedStorage` (raw bytes)."""
 
     dtype_name: str | None

@@ -196,6 +196,9 @@ def unpickle(stream: Any, source: str, allow_list: AllowList = ARRAYS_AND_CONTAI
         raise ValueError(f"{source}: truncated or corrupt pickle ({error})") from None
     except ValueError as error:
         raise ValueError(f"{source}: {error}") from None
+    except MemoryError:
+        raise ValueError(f"{source}: corrupt pickle: a length field asks for more memory than "
+                         "there is; the file is damaged or forged") from None
     except Exception as error:  # noqa: BLE001 - any failure of a damaged stream
         raise ValueError(
             f"{source}: corrupt pickle ({type(error).__name__}: {error})"
