@@ -178,6 +178,7 @@ def test_plain_pickle_of_numpy_arrays(tmp_path: Path, protocol: int) -> None:
         "pair": (1, 2.0),
         "raw": b"\x00\xff",
         "tags": {"x", "y"},
+        "objects": np.asfortranarray(np.array([[1, "a", 3], [None, 2.5, "z"]], dtype=object)),
     }
     path = tmp_path / "plain.pkl"
     path.write_bytes(pickle.dumps(content, protocol=protocol))
@@ -191,6 +192,7 @@ def test_plain_pickle_of_numpy_arrays(tmp_path: Path, protocol: int) -> None:
     assert loaded["scale"] == np.float32(0.5) and loaded["scale"].dtype == np.float32
     assert loaded["names"] == ["a", "b"] and loaded["pair"] == (1, 2.0)
     assert loaded["raw"] == b"\x00\xff" and loaded["tags"] == {"x", "y"}
+    assert loaded["objects"].tolist() == content["objects"].tolist()
     assert np.dtype("float32").byteorder == "="
     assert extract_state_dict({"weights": loaded["weights"]})["weights"].shape == (3, 4)
 

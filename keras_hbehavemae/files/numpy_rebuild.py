@@ -149,7 +149,8 @@ class PendingArray:
         array = np.empty(count, dtype=object)
         for index, item in enumerate(data):  # one by one: a nested list stays one item
             array[index] = item
-        self.array = array.reshape(shape, order=order)
+        # NumPy lists an object array's items in C order, also for a Fortran-order array.
+        self.array = array.reshape(shape)
 
 
 def numpy_scalar(dtype: Any, data: Any = None) -> Any:
