@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from keras_hbehavemae.files.npy import existing_file
 from keras_hbehavemae.files.unpickling import (
     ARRAYS_AND_CONTAINERS,
     LimitedReader,
@@ -254,9 +255,7 @@ def load_torch_file(path: str | os.PathLike) -> Any:
         ValueError: The file is empty, truncated, corrupt, an .npz archive, in the
             legacy (pre-1.6) torch format, or not a zip or pickle at all.
     """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: no such file")
+    path = existing_file(path)
     with open(path, "rb") as file:
         header = file.read(2)
         file.seek(0)

@@ -40,7 +40,7 @@ import numpy as np
 
 from keras_hbehavemae.files.unpickling import LimitedReader, describe, unpickle
 
-__all__ = ["NpyHeader", "npz_names", "read_npy", "read_npy_header", "read_npz"]
+__all__ = ["NpyHeader", "existing_file", "npz_names", "read_npy", "read_npy_header", "read_npz"]
 
 _MAGIC = b"\x93NUMPY"
 _CHUNK = 1 << 24  # bytes read at a time where a size is not known to be real
@@ -68,6 +68,16 @@ class NpyHeader:
     def data_bytes(self) -> int:
         """The bytes a numeric array of this header needs."""
         return math.prod(self.shape) * self.dtype.itemsize
+
+
+def existing_file(path: str | os.PathLike[str]) -> str:
+    """`path` as a string, after checking that it names a file (not a folder)."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise ValueError(f"{path}: a folder, where a file is expected")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: no such file")
+    return path
 
 
 def _not_npy(start: bytes) -> str:
@@ -120,9 +130,7 @@ def _parse_header(stream: BinaryIO, size: int, where: str) -> NpyHeader:
 
 
 def _open(path: str | os.PathLike[str]) -> tuple[str, BinaryIO, int]:
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: no such file")
+    path = existing_file(path)
     file = open(path, "rb")  # noqa: SIM115 - closed by the caller
     return path, file, os.fstat(file.fileno()).st_size
 
@@ -220,9 +228,7 @@ def _npz_members(archive: zipfile.ZipFile, path: str) -> dict[str, zipfile.ZipIn
 
 
 def _open_npz(path: str | os.PathLike[str]) -> tuple[str, zipfile.ZipFile]:
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: no such file")
+    path = existing_file(path)
     if os.path.getsize(path) == 0:
         raise ValueError(f"{path}: the file is empty; expected an .npz archive")
     try:

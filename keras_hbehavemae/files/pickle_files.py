@@ -41,7 +41,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from keras_hbehavemae.files import numpy_rebuild
-from keras_hbehavemae.files.npy import read_npy
+from keras_hbehavemae.files.npy import existing_file, read_npy
 from keras_hbehavemae.files.unpickling import (
     ARRAYS_AND_CONTAINERS,
     LimitedReader,
@@ -216,9 +216,7 @@ def read_pickle_file(path: str | os.PathLike[str]) -> Any:
             a pickle that names a global outside the allow-list (`UnsafePickleError`);
             the message names the file.
     """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: no such file")
+    path = existing_file(path)
     with open(path, "rb") as file:
         stream = _stream(file, os.fstat(file.fileno()).st_size, path)
         allow_list = ARRAYS_AND_CONTAINERS.extended(
@@ -260,9 +258,7 @@ def load_pickled_file(path: str | os.PathLike[str]) -> Any:
         >>> load_pickled_file(path)
         {'sequences': {'a': array([0., 0.])}}
     """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: no such file")
+    path = existing_file(path)
     is_npy = path.lower().endswith(".npy")
     if not is_npy:
         with open(path, "rb") as file:

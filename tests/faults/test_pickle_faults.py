@@ -353,6 +353,15 @@ def test_npz_named_npy_is_named(tmp_path):
         load_labels_file(path)
 
 
+@pytest.mark.parametrize("reader", [load_pickled_file, read_npy, load_torch_file,
+                                    load_labels_file, read_state_dict_file])
+def test_folder_where_a_file_is_expected_is_named(tmp_path, reader):
+    folder = tmp_path / "labels.npy"
+    folder.mkdir()
+    with pytest.raises(ValueError, match=r"labels\.npy: a folder, where a file is expected"):
+        reader(folder)
+
+
 # ---------------------------------------------------------------- damaged files, every reader
 
 def _joblib_file(folder: Path, compressed: bool) -> Path:
