@@ -5,9 +5,9 @@ protocol 5) whose state holds a dtype and the raw bytes; a dtype is a call of
 `numpy.dtype(name)` with a state of flags. NumPy's own functions trust that state (a forged
 flag can turn raw bytes into object pointers), so the restricted unpickler maps those
 globals to the stand-ins here instead. They rebuild only plain dtypes (numbers, booleans,
-fixed-size strings and bytes, and `object` for arrays of pickled Python objects) and copy
-the bytes into a new array. Arrays and dtypes are pending while the pickle is read;
-`resolve_pending` swaps in the real values once it has been read.
+fixed-size strings and bytes, and `object` for arrays of pickled Python objects) from
+bytes of exactly the size that dtype and shape need. Arrays and dtypes are pending while
+the pickle is read; `resolve_pending` swaps in the real values once it has been read.
 
 Example:
 
@@ -114,7 +114,7 @@ def element_count(shape: Any) -> tuple[tuple[int, ...], int]:
 
 
 def array_from_bytes(raw: Any, dtype: np.dtype, shape: Any, order: str) -> np.ndarray:
-    """A new native-order array of `shape` from exactly enough raw bytes."""
+    """A writable native-order array of `shape` from exactly enough raw bytes."""
     if dtype.hasobject:
         raise ValueError("an object array cannot be rebuilt from raw bytes")
     if not isinstance(raw, bytes | bytearray):
@@ -125,8 +125,13 @@ def array_from_bytes(raw: Any, dtype: np.dtype, shape: Any, order: str) -> np.nd
             f"numpy array of shape {shape} and dtype {dtype} needs {count * dtype.itemsize} "
             f"bytes, the pickle holds {len(raw)}"
         )
-    array = np.frombuffer(bytes(raw), dtype=dtype).reshape(shape, order=order)
-    return native(array).copy(order="K")
+    if isinstance(raw, bytearray):  # protocol 5: a private, writable buffer
+        return native(np.frombuffer(raw, dtype=dtype).reshape(shape, order=order))
+    # NumPy's own setstate, given a dtype built here (never the pickle's dtype state) and
+    # bytes of the exact size, adopts large buffers without a copy, as np.load does.
+    array = np.ndarray.__new__(np.ndarray, (0,), np.uint8)
+    array.__setstate__((1, shape, dtype, order == "F", raw))
+    return native(array)
 
 
 class PendingArray:
