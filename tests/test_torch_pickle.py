@@ -178,6 +178,7 @@ def test_plain_pickle_of_numpy_arrays(tmp_path: Path, protocol: int) -> None:
         "pair": (1, 2.0),
         "raw": b"\x00\xff",
         "tags": {"x", "y"},
+        "objects": np.asfortranarray(np.array([[1, "a", 3], [None, 2.5, "z"]], dtype=object)),
     }
     path = tmp_path / "plain.pkl"
     path.write_bytes(pickle.dumps(content, protocol=protocol))
@@ -191,6 +192,7 @@ def test_plain_pickle_of_numpy_arrays(tmp_path: Path, protocol: int) -> None:
     assert loaded["scale"] == np.float32(0.5) and loaded["scale"].dtype == np.float32
     assert loaded["names"] == ["a", "b"] and loaded["pair"] == (1, 2.0)
     assert loaded["raw"] == b"\x00\xff" and loaded["tags"] == {"x", "y"}
+    assert loaded["objects"].tolist() == content["objects"].tolist()
     assert np.dtype("float32").byteorder == "="
     assert extract_state_dict({"weights": loaded["weights"]})["weights"].shape == (3, 4)
 
@@ -206,10 +208,18 @@ def test_plain_pickle_of_a_bare_array(tmp_path: Path) -> None:
 def test_loads_without_torch(tmp_path: Path) -> None:
     pytest.importorskip("torch")
     model = save_small_checkpoint(tmp_path / "checkpoint.pt")
+    # torch cannot be imported in the child (a finder refuses it; a None in sys.modules
+    # would break scipy's probe for torch arrays, which Keras imports).
     script = (
-        "import sys; sys.modules['torch'] = None\n"
+        "import sys\n"
+        "class NoTorch:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'torch':\n"
+        "            raise ImportError('torch is blocked in this test')\n"
+        "sys.meta_path.insert(0, NoTorch())\n"
         "from keras_hbehavemae.convert.torch_pickle import load_torch_file\n"
         f"checkpoint = load_torch_file({str(tmp_path / 'checkpoint.pt')!r})\n"
+        "assert 'torch' not in sys.modules\n"
         "print(checkpoint['model']['weight'].tolist())\n"
     )
     repository = Path(__file__).resolve().parents[1]

@@ -77,6 +77,7 @@ def main(argv):
     import numpy as np
 
     from keras_hbehavemae import evaluation as probes
+    from keras_hbehavemae.files.npy import read_npy
 
     try:
         labels_path, baseline_path = _default_inputs(
@@ -91,12 +92,25 @@ def main(argv):
             levels[level] = probes.align_frames(levels[level], maps[level], frame_map)
         baseline = None
         if baseline_path:
-            baseline = np.load(baseline_path)
+            baseline = read_npy(baseline_path)
+            if baseline.ndim < 1 or baseline.dtype.kind not in "iuf":
+                raise ValueError(f"{baseline_path}: the baseline keypoints must be a numeric "
+                                 f"array [N_frames, ...], got shape {baseline.shape} and "
+                                 f"dtype {baseline.dtype}")
             baseline = baseline.reshape(baseline.shape[0], -1).astype(np.float32)
         evaluation = None
         if FLAGS.evaluation_sequences:
-            with open(FLAGS.evaluation_sequences, encoding="utf-8") as file:
-                evaluation = [str(name) for name in json.load(file)]
+            try:
+                with open(FLAGS.evaluation_sequences, encoding="utf-8") as file:
+                    evaluation = json.load(file)
+            except ValueError as error:  # JSONDecodeError, UnicodeDecodeError
+                raise ValueError(f"--evaluation_sequences {FLAGS.evaluation_sequences}: not a "
+                                 f"JSON list of sequence names ({error})") from None
+            if not isinstance(evaluation, list):
+                raise ValueError(f"--evaluation_sequences {FLAGS.evaluation_sequences}: holds "
+                                 f"a {type(evaluation).__name__}, not a JSON list of sequence "
+                                 "names")
+            evaluation = [str(name) for name in evaluation]
         tasks = FLAGS.tasks or list(labels.labels)
         unknown = sorted(set(tasks) - set(labels.labels))
         if unknown:

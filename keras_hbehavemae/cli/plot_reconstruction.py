@@ -67,16 +67,15 @@ def import_pyplot():
 def load_window(path, sequence, start, input_size, normalise):
     """`(window [T, H, W] float32, sequence name, normalised?)`."""
     from keras_hbehavemae.data import read_keypoint_arrays, read_mabe_mouse_triplets
-    from keras_hbehavemae.files.unpickling import load_pickled_file
+    from keras_hbehavemae.files.npy import read_npy_header
+    from keras_hbehavemae.files.pickle_files import load_pickled_file
 
     frames, rows, features = input_size
     dict_file = False
-    if str(path).endswith(".npy"):
-        try:
-            np.load(path, allow_pickle=False, mmap_mode="r")
-        except ValueError:  # an object array: a MABe22-layout dict or a list/dict of arrays
-            content = load_pickled_file(path)
-            dict_file = isinstance(content, dict) and "sequences" in content
+    if str(path).endswith(".npy") and read_npy_header(path).dtype.hasobject:
+        # an object array: a MABe22-layout dict or a list/dict of arrays
+        content = load_pickled_file(path)
+        dict_file = isinstance(content, dict) and "sequences" in content
     if dict_file:
         sequences = read_mabe_mouse_triplets(content, expected_hw=(rows, features))
     else:

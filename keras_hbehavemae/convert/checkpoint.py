@@ -24,6 +24,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from keras_hbehavemae.files.npy import npz_names, read_npz
 from keras_hbehavemae.models.config import HBehaveMAEConfig
 
 # Keys a backbone conversion skips (they belong to the pretrainer or to the unused
@@ -202,19 +203,19 @@ def read_state_dict_file(path: str | os.PathLike):
 
     Supports published `.pth` checkpoints (`{model|model_state, optimizer, epoch, scaler,
     args}`), plain PyTorch state-dict files (both read without torch and without executing
-    pickle code) and `.npz` files with PyTorch key names (optionally under `param/`).
+    pickle code, through the restricted unpickler) and `.npz` files of numeric arrays with
+    PyTorch key names (optionally under `param/`).
     """
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: checkpoint file not found")
     if zipfile.is_zipfile(path) and _is_npz(path):
-        with np.load(path, allow_pickle=False) as archive:
-            keys = list(archive.keys())
-            if any(key.startswith("param/") for key in keys):
-                state = {key[len("param/"):]: archive[key] for key in keys
-                         if key.startswith("param/")}
-            else:
-                state = {key: archive[key] for key in keys}
+        keys = npz_names(path)
+        if any(key.startswith("param/") for key in keys):
+            arrays = read_npz(path, [key for key in keys if key.startswith("param/")])
+            state = {key[len("param/"):]: array for key, array in arrays.items()}
+        else:
+            state = read_npz(path)
         return state, None, {"format": "npz"}
     from keras_hbehavemae.convert.torch_pickle import (
         extract_args,

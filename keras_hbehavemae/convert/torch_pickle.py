@@ -1,38 +1,47 @@
 """Read PyTorch checkpoint files without importing torch or running pickled code.
 
 `torch.save` writes a zip archive holding a pickle (`<root>/data.pkl`) and one raw
-byte entry per tensor storage (`<root>/data/<key>`). This module unpickles it with a
-restricted `pickle.Unpickler` that only resolves an explicit allow-list of globals,
-each mapped to a local function that rebuilds plain Python or NumPy values. Every
-tensor comes back as a `numpy.ndarray`; nothing from the file is ever imported or
-called, so a malicious checkpoint is refused instead of executed.
+byte entry per tensor storage (`<root>/data/<key>`). This module reads the archive and
+unpickles it with the package's one restricted unpickler (`files.unpickling`), under the
+`TORCH_CHECKPOINT` allow-list: plain containers and NumPy values, plus the torch tensor
+and parameter rebuild functions, storage types, dtypes and `argparse.Namespace`, each
+mapped to a local function that rebuilds plain Python or NumPy values. Every tensor comes
+back as a `numpy.ndarray`; nothing from the file is ever imported or called, so a
+malicious checkpoint is refused instead of executed.
 """
 
 from __future__ import annotations
 
-import _compat_pickle
-import collections
 import io
 import os
-import pickle
 import zipfile
-from collections.abc import Callable, Mapping
+import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from keras_hbehavemae.files.npy import existing_file
+from keras_hbehavemae.files.unpickling import (
+    ARRAYS_AND_CONTAINERS,
+    LimitedReader,
+    SealedClass,
+    UnsafePickleError,
+    unpickle,
+)
+
 __all__ = [
-    "ArgumentNamespace", "RestrictedUnpickler", "UnsafeCheckpointError",
+    "TORCH_CHECKPOINT", "ArgumentNamespace", "UnsafeCheckpointError",
     "extract_args", "extract_state_dict", "load_torch_file",
 ]
 
+#: The error for a global outside the allow-list (the unpickler's one error type).
+UnsafeCheckpointError = UnsafePickleError
+
 # The first object pickled by the legacy (pre-1.6, non-zip) `torch.save` format.
 _LEGACY_MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
-
-# Stand-in for the `numpy.ndarray` global: only ever an argument of `_reconstruct`.
-_NDARRAY = object()
 
 # torch dtype name -> NumPy element type used to read its storage bytes.
 # bfloat16 is read as uint16 and widened to float32 afterwards.
@@ -60,11 +69,7 @@ _STORAGE_CLASSES = {
 }
 
 
-class UnsafeCheckpointError(ValueError):
-    """Raised when a pickle references a global outside the allow-list."""
-
-
-class ArgumentNamespace(dict):
+class ArgumentNamespace(dict, metaclass=SealedClass):
     """Stand-in for `argparse.Namespace`: a dict with read-only attribute access."""
 
     def __getattr__(self, name: str) -> Any:
@@ -82,15 +87,22 @@ class ArgumentNamespace(dict):
         dict.update(self, state)
 
 
+class _Marker:
+    """A stand-in value: a pickle's BUILD cannot change it."""
+
+    def __setstate__(self, state: Any) -> None:
+        raise ValueError(f"{self!r} cannot be given a state")
+
+
 @dataclass(frozen=True)
-class _TorchDtype:
+class _TorchDtype(_Marker):
     """A `torch.<dtype>` global, kept as its name."""
 
     name: str
 
 
 @dataclass(frozen=True)
-class _StorageClass:
+class _StorageClass(_Marker):
     """A storage class global; `dtype_name` is None for `UntypedStorage` (raw bytes)."""
 
     dtype_name: str | None
@@ -162,109 +174,14 @@ def _rebuild_parameter(data: Any, *_: Any) -> Any:
     return data
 
 
-class _PendingDtype:
-    """`numpy.dtype(name)` as unpickled; a real dtype replaces it once loading ends.
-
-    NumPy's own `dtype.__setstate__` trusts its state (flags, fields), so the state
-    that BUILD applies is checked here and only its byte order is used.
-    """
-
-    def __init__(self, name: Any, align: Any = False, copy: Any = False) -> None:
-        if not isinstance(name, str | bytes):
-            raise ValueError(f"numpy.dtype from {type(name).__name__} is not allowed")
-        self.dtype = np.dtype(name.decode("latin1") if isinstance(name, bytes) else name)
-        if self.dtype.hasobject:
-            raise ValueError("numpy object dtypes are not supported")
-
-    def __setstate__(self, state: Any) -> None:
-        if not (isinstance(state, tuple) and len(state) in (8, 9)) or any(
-            item is not None for item in (*state[2:5], *state[8:])
-        ):
-            raise ValueError(f"unsupported numpy dtype state {state!r}")
-        if state[1] in ("<", ">"):
-            self.dtype = self.dtype.newbyteorder(state[1])
-
-
-class _PendingArray:
-    """`numpy.core.multiarray._reconstruct(...)`: filled by BUILD, replaced after loading."""
-
-    array: np.ndarray | None = None
-
-    def __setstate__(self, state: Any) -> None:
-        if not (isinstance(state, tuple) and len(state) == 5):
-            raise ValueError("unsupported numpy array state")
-        _, shape, dtype, is_fortran, raw = state
-        self.array = _numpy_frombuffer(raw, dtype, shape, "F" if is_fortran else "C")
-
-
-def _numpy_dtype_of(dtype: Any) -> np.dtype:
-    if not isinstance(dtype, _PendingDtype):
-        raise ValueError(f"expected a numpy dtype, got {type(dtype).__name__}")
-    return dtype.dtype
-
-
-def _numpy_scalar(dtype: Any, data: Any = None) -> Any:
-    """`numpy.core.multiarray.scalar`: rebuilds a NumPy scalar from its dtype and bytes."""
-    if not isinstance(data, bytes):
-        raise ValueError("numpy scalar without raw bytes is not supported")
-    return np.frombuffer(data, dtype=_numpy_dtype_of(dtype), count=1)[0]
-
-
-def _numpy_reconstruct(subtype: Any, shape: Any, dtype_code: Any) -> _PendingArray:
-    """`numpy.core.multiarray._reconstruct`: an array that BUILD fills afterwards."""
-    if subtype is not _NDARRAY:
-        raise ValueError(f"numpy array subclass {subtype!r} is not allowed")
-    return _PendingArray()
-
-
-def _numpy_frombuffer(buffer: Any, dtype: Any, shape: Any, order: Any) -> np.ndarray:
-    """`numpy.core.numeric._frombuffer` (protocol 5 arrays): a copy of the bytes."""
-    if not isinstance(buffer, bytes | bytearray) or order not in ("C", "F"):
-        raise ValueError("unsupported numpy array data")
-    array = np.frombuffer(bytes(buffer), dtype=_numpy_dtype_of(dtype))
-    return array.reshape(tuple(map(int, shape)), order=order).copy()
-
-
-def _resolve_pending(value: Any, visited: set[int]) -> Any:
-    """Replaces pending NumPy dtypes and arrays in the loaded object tree, in place."""
-    if isinstance(value, _PendingDtype):
-        return value.dtype
-    if isinstance(value, _PendingArray):
-        if value.array is None:
-            raise ValueError("numpy array without data")
-        return value.array
-    if id(value) in visited:
-        return value
-    visited.add(id(value))
-    if isinstance(value, dict):
-        for key, item in value.items():
-            value[key] = _resolve_pending(item, visited)
-    elif isinstance(value, list):
-        value[:] = [_resolve_pending(item, visited) for item in value]
-    elif isinstance(value, tuple | set | frozenset):
-        return type(value)(_resolve_pending(item, visited) for item in value)
-    return value
-
-
-def _codecs_encode(text: Any, encoding: Any = "utf-8") -> bytes:
-    """`_codecs.encode`, used by protocol 2 for bytes; only latin-1 text is allowed."""
-    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
-        raise ValueError(f"_codecs.encode with encoding {encoding!r} is not allowed")
-    return text.encode("latin1")
-
-
 def _torch_device(kind: Any, index: Any = None) -> str:
     """`torch.device`: kept as its string form, e.g. 'cuda:0'."""
     return f"{kind}:{index}" if index is not None else str(kind)
 
 
-_ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
-    ("collections", "OrderedDict"): collections.OrderedDict,
-    ("builtins", "set"): set,
-    ("builtins", "frozenset"): frozenset,
-    ("builtins", "complex"): complex,
-    ("builtins", "slice"): slice,
-    ("_codecs", "encode"): _codecs_encode,
+#: What a torch checkpoint may name: plain containers and NumPy values, tensors, storages,
+#: dtypes, devices and the training arguments (`argparse.Namespace`).
+TORCH_CHECKPOINT = ARRAYS_AND_CONTAINERS.extended("torch checkpoints", {
     ("argparse", "Namespace"): ArgumentNamespace,
     ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
     ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
@@ -275,79 +192,30 @@ _ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
     ("torch", "device"): _torch_device,
     ("torch", "UntypedStorage"): _StorageClass(None),
     ("torch.storage", "UntypedStorage"): _StorageClass(None),
-    ("numpy", "dtype"): _PendingDtype,
-    ("numpy", "ndarray"): _NDARRAY,
     **{("torch", name): _StorageClass(dtype) for name, dtype in _STORAGE_CLASSES.items()},
     **{("torch", name): _TorchDtype(name) for name in (*_ELEMENT_TYPES, *_UNSUPPORTED_DTYPES)},
-    **{
-        (f"numpy.{core}.{module}", name): function
-        for core in ("core", "_core")
-        for module, name, function in (
-            ("multiarray", "scalar", _numpy_scalar),
-            ("multiarray", "_reconstruct", _numpy_reconstruct),
-            ("numeric", "_frombuffer", _numpy_frombuffer),
-        )
-    },
-}
+})
 
 
-class RestrictedUnpickler(pickle.Unpickler):
-    """Unpickler that resolves only allow-listed globals to safe local rebuilders.
-
-    Args:
-        file: Binary file object holding the pickle stream.
-        load_storage: Called with each persistent id tuple (torch storages); None
-            for plain pickles, where persistent ids are an error.
-    """
-
-    def __init__(self, file: Any, load_storage: Callable[[tuple], Any] | None = None) -> None:
-        super().__init__(file)
-        self._load_storage = load_storage
-
-    def find_class(self, module: str, name: str) -> Any:
-        """Returns the safe stand-in for `module.name` or raises UnsafeCheckpointError."""
-        # Undo the Python 2 name mapping that protocol < 3 applies (`__builtin__`, ...).
-        if (module, name) in _compat_pickle.NAME_MAPPING:
-            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
-        elif module in _compat_pickle.IMPORT_MAPPING:
-            module = _compat_pickle.IMPORT_MAPPING[module]
-        if (module, name) not in _ALLOWED_GLOBALS:
-            raise UnsafeCheckpointError(
-                f"refused global '{module}.{name}': it is not on this reader's allow-list, so "
-                "the file may be malicious (or use an unsupported feature); nothing in it was "
-                "executed"
-            )
-        return _ALLOWED_GLOBALS[(module, name)]
-
-    def load(self) -> Any:
-        """Unpickles the stream, with NumPy dtypes and arrays fully rebuilt."""
-        return _resolve_pending(super().load(), set())
-
-    def persistent_load(self, persistent_id: Any) -> Any:
-        """Resolves a `('storage', ...)` persistent id through `load_storage`."""
-        if self._load_storage is None or not isinstance(persistent_id, tuple):
-            raise ValueError(f"unexpected persistent id {persistent_id!r}")
-        return self._load_storage(persistent_id)
-
-
-def _load_zip(archive: zipfile.ZipFile) -> Any:
+def _load_zip(archive: zipfile.ZipFile, path: str) -> Any:
     """Unpickles a `torch.save` zip archive."""
     names = set(archive.namelist())
     pickles = sorted(name for name in names if name.endswith("/data.pkl") and name.count("/") == 1)
     if not pickles:
         if names and all(name.endswith(".npy") for name in names):
-            raise ValueError("this is a NumPy .npz archive, not a torch checkpoint; use numpy.load")
-        raise ValueError("not a torch checkpoint: missing data.pkl in the zip archive")
+            raise ValueError(f"{path}: this is a NumPy .npz archive, not a torch checkpoint")
+        raise ValueError(f"{path}: not a torch checkpoint: missing data.pkl in the zip archive")
     root = pickles[0][: -len("data.pkl")]
     byteorder = "little"
     if f"{root}byteorder" in names:
         byteorder = archive.read(f"{root}byteorder").decode("ascii", "replace").strip()
         if byteorder not in ("little", "big"):
-            raise ValueError(f"unknown byteorder {byteorder!r}")
+            raise ValueError(f"{path}: unknown byteorder {byteorder!r}")
     storages: dict[str, _Storage] = {}
 
-    def load_storage(persistent_id: tuple) -> _Storage:
-        if len(persistent_id) != 5 or persistent_id[0] != "storage":
+    def load_storage(persistent_id: Any) -> _Storage:
+        if not isinstance(persistent_id, tuple) or len(persistent_id) != 5 \
+                or persistent_id[0] != "storage":
             raise ValueError(f"unexpected persistent id {persistent_id!r}")
         _, storage_class, key, _location, numel = persistent_id
         if not isinstance(storage_class, _StorageClass):
@@ -366,7 +234,8 @@ def _load_zip(archive: zipfile.ZipFile) -> Any:
         return storages[entry]
 
     with archive.open(pickles[0]) as stream:
-        return RestrictedUnpickler(io.BytesIO(stream.read()), load_storage).load()
+        data = stream.read()
+    return unpickle(io.BytesIO(data), path, TORCH_CHECKPOINT, load_storage)
 
 
 def load_torch_file(path: str | os.PathLike) -> Any:
@@ -381,38 +250,33 @@ def load_torch_file(path: str | os.PathLike) -> Any:
         `ArgumentNamespace`.
 
     Raises:
+        FileNotFoundError: There is no such file.
         UnsafeCheckpointError: The pickle references a global outside the allow-list.
         ValueError: The file is empty, truncated, corrupt, an .npz archive, in the
             legacy (pre-1.6) torch format, or not a zip or pickle at all.
     """
+    path = existing_file(path)
     with open(path, "rb") as file:
         header = file.read(2)
-    try:
+        file.seek(0)
         if not header:
-            raise ValueError("empty file")
+            raise ValueError(f"{path}: empty file")
         if header == b"PK":
-            with zipfile.ZipFile(path) as archive:
-                return _load_zip(archive)
+            try:
+                with zipfile.ZipFile(file) as archive:
+                    return _load_zip(archive, path)
+            except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as error:
+                raise ValueError(f"{path}: truncated or corrupt zip archive ({error})") from None
         if header[:1] != b"\x80":
-            raise ValueError("not a zip or pickle (protocol 2+) file")
-        with open(path, "rb") as file:
-            result = RestrictedUnpickler(file).load()
-        if type(result) is int and result == _LEGACY_MAGIC_NUMBER:
-            raise ValueError(
-                "legacy (pre-1.6) torch checkpoint format is not supported; re-save it with a "
-                "current torch: torch.save(torch.load(p, weights_only=False), p2)"
-            )
-        return result
-    except UnsafeCheckpointError as error:
-        raise UnsafeCheckpointError(f"{path}: {error}") from None
-    except zipfile.BadZipFile as error:
-        raise ValueError(f"{path}: truncated or corrupt zip archive ({error})") from None
-    except (EOFError, pickle.UnpicklingError) as error:
-        raise ValueError(f"{path}: truncated or corrupt pickle ({error})") from None
-    except ValueError as error:
-        raise ValueError(f"{path}: {error}") from error
-    except Exception as error:
-        raise ValueError(f"{path}: corrupt checkpoint ({type(error).__name__}: {error})") from error
+            raise ValueError(f"{path}: not a zip or pickle (protocol 2+) file")
+        result = unpickle(LimitedReader(file, os.fstat(file.fileno()).st_size), path,
+                          TORCH_CHECKPOINT)
+    if type(result) is int and result == _LEGACY_MAGIC_NUMBER:
+        raise ValueError(
+            f"{path}: legacy (pre-1.6) torch checkpoint format is not supported; re-save it "
+            "with a current torch: torch.save(torch.load(p, weights_only=False), p2)"
+        )
+    return result
 
 
 def _strip_module_prefix(state: Mapping) -> dict[str, np.ndarray]:

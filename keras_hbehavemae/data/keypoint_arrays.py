@@ -11,7 +11,8 @@ Sources, one sequence per file or per array:
 A `.csv` file has one row per frame and one column per feature; a header row is
 optional (it is recognised by a non-numeric cell) and empty cells are NaN. An
 `.npz` file holds one array, or several of which the one called "keypoints" is
-read. A `.npy` file holding a list or dict of arrays yields several sequences.
+read. A `.npy` file holding a list or dict of arrays (pickled; read with the
+restricted unpickler, so nothing in it runs) yields several sequences.
 
 `layout` maps each frame to the model's `(H, W)` (individuals, features):
 
@@ -32,7 +33,6 @@ from __future__ import annotations
 
 import csv
 import os
-import zipfile
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -41,7 +41,8 @@ import numpy as np
 from keras_hbehavemae.data.filling import hold_fill, interpolate_fill
 from keras_hbehavemae.data.sequences import KeypointSequences
 from keras_hbehavemae.data.validation import check_sequence, numeric_array
-from keras_hbehavemae.files.unpickling import load_pickled_file
+from keras_hbehavemae.files.npy import npz_names, read_npz
+from keras_hbehavemae.files.pickle_files import load_pickled_file
 
 SUPPORTED_SUFFIXES = (".npy", ".npz", ".csv")
 _LAYOUT_LETTERS = "tikd"
@@ -49,8 +50,16 @@ _LAYOUT_LETTERS = "tikd"
 
 def _read_csv(path: str) -> np.ndarray:
     """Reads a frames × features CSV file with an optional header row."""
-    with open(path, newline="") as file:
-        rows = list(csv.reader(file))
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as file:
+            rows = list(csv.reader(file))
+    except UnicodeDecodeError as error:
+        raise ValueError(
+            f"{path}: not a text CSV file (byte {error.start} is not UTF-8 text); a keypoint "
+            "CSV file holds one row of numbers per frame"
+        ) from None
+    except csv.Error as error:
+        raise ValueError(f"{path}: not a readable CSV file ({error})") from None
     # Skip blank lines; a line of empty cells (",,") is a frame with nothing tracked.
     rows = [row for row in rows if len(row) > 1 or (row and row[0].strip())]
     if not rows:
@@ -86,15 +95,11 @@ def _read_csv(path: str) -> np.ndarray:
 
 
 def _read_npz(path: str) -> np.ndarray:
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            keys = list(archive.keys())
-            if "keypoints" in keys:
-                return archive["keypoints"]
-            if len(keys) == 1:
-                return archive[keys[0]]
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as error:
-        raise ValueError(f"{path}: not a readable .npz archive ({error})") from None
+    keys = npz_names(path)
+    if "keypoints" in keys:
+        return read_npz(path, ["keypoints"])["keypoints"]
+    if len(keys) == 1:
+        return read_npz(path)[keys[0]]
     raise ValueError(
         f"{path}: expected one array or an array named 'keypoints', found keys {keys}"
     )
@@ -115,7 +120,7 @@ def _named_arrays(obj: Any, prefix: str, where: str) -> list[tuple[str, Any, str
     return [(prefix, obj, where)]
 
 
-def _read_path(path: str, allow_arbitrary_code: bool) -> list[tuple[str, Any, str]]:
+def _read_path(path: str) -> list[tuple[str, Any, str]]:
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: no such file or directory")
     if os.path.isdir(path):
@@ -126,7 +131,7 @@ def _read_path(path: str, allow_arbitrary_code: bool) -> list[tuple[str, Any, st
             raise ValueError(f"{path}: the folder has no .npy, .npz or .csv files")
         named = []
         for file_name in files:
-            named.extend(_read_path(os.path.join(path, file_name), allow_arbitrary_code))
+            named.extend(_read_path(os.path.join(path, file_name)))
         return named
     stem, suffix = os.path.splitext(os.path.basename(path))
     suffix = suffix.lower()
@@ -135,7 +140,7 @@ def _read_path(path: str, allow_arbitrary_code: bool) -> list[tuple[str, Any, st
     if suffix == ".npz":
         return [(stem, _read_npz(path), path)]
     if suffix == ".npy":
-        loaded = load_pickled_file(path, allow_arbitrary_code=allow_arbitrary_code)
+        loaded = load_pickled_file(path)
         return _named_arrays(loaded, stem, path)
     raise ValueError(f"{path}: unsupported file type {suffix!r}; expected .npy, .npz or .csv")
 
@@ -214,7 +219,6 @@ def read_keypoint_arrays(
     expected_hw: tuple[int, int] | None = None,
     num_frames: int | None = None,
     pad_short_sequences: bool = True,
-    allow_arbitrary_code: bool = False,
 ) -> KeypointSequences:
     """Reads generic keypoint sequences of any lengths into `KeypointSequences`.
 
@@ -228,7 +232,6 @@ def read_keypoint_arrays(
         num_frames: the model's window length, checked only with
             `pad_short_sequences=False`.
         pad_short_sequences: accept sequences shorter than `num_frames`.
-        allow_arbitrary_code: unpickle `.npy` object files without restrictions.
 
     Returns:
         `KeypointSequences` of float32 `[T, H, W]` with a validity mask.
@@ -252,7 +255,7 @@ def read_keypoint_arrays(
     if fill not in ("interpolate", "hold", None):
         raise ValueError(f"fill must be 'interpolate', 'hold' or None, got {fill!r}")
     if isinstance(source, (str, os.PathLike)):
-        named = _read_path(os.fspath(source), allow_arbitrary_code)
+        named = _read_path(os.fspath(source))
     else:
         named = _named_arrays(source, "sequence", "<in-memory data>")
         if len(named) == 1 and named[0][0] == "sequence":

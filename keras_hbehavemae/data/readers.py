@@ -18,10 +18,11 @@ reader keeps pixels and the pipeline (`pipeline.py`) applies the augmentation an
 then `ArenaNormalisation` per window. Shot7M2 and hBABEL are not
 normalised at all.
 
-The published files are pickled. Pickles can run code when loaded, so read them
-only from trusted sources; by default these readers use a restricted unpickler
-that rebuilds only containers and NumPy arrays (see `keras_hbehavemae.files.unpickling`). Every
-reader also accepts the already-loaded object instead of a path.
+The published files are pickled (`.npy` object arrays, and joblib files for hBABEL).
+A pickle can run code when it is loaded, so these readers read every file through the
+package's restricted unpickler (`files.pickle_files.load_pickled_file`), which rebuilds
+only containers and NumPy arrays and executes nothing. Every reader also accepts the
+already-loaded object instead of a path.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from keras_hbehavemae.data.filling import fill_mouse_holes
 from keras_hbehavemae.data.keypoint_arrays import read_keypoint_arrays
 from keras_hbehavemae.data.sequences import KeypointSequences, LabelInfo
 from keras_hbehavemae.data.validation import check_sequence, numeric_array, require_keys
-from keras_hbehavemae.files.unpickling import load_pickled_file
+from keras_hbehavemae.files.pickle_files import load_pickled_file
 
 __all__ = [
     "HBABEL_JOINT_ORDER",
@@ -67,11 +68,11 @@ HBABEL_JOINT_ORDER = (
 )  # fmt: skip
 
 
-def _load_source(source: Any, allow_arbitrary_code: bool) -> tuple[Any, str]:
+def _load_source(source: Any) -> tuple[Any, str]:
     """Returns the loaded object and a name for it to use in messages."""
     if isinstance(source, (str, os.PathLike)):
         path = os.fspath(source)
-        return load_pickled_file(path, allow_arbitrary_code=allow_arbitrary_code), path
+        return load_pickled_file(path), path
     return source, "<in-memory data>"
 
 
@@ -150,7 +151,6 @@ def read_mabe_mouse_triplets(
     expected_hw: tuple[int, int] | None = None,
     num_frames: int | None = None,
     pad_short_sequences: bool = True,
-    allow_arbitrary_code: bool = False,
 ) -> KeypointSequences:
     """Reads MABe22 mouse-triplet keypoints, kept in arena pixels.
 
@@ -180,7 +180,6 @@ def read_mabe_mouse_triplets(
             `pad_short_sequences=False`.
         pad_short_sequences: accept sequences shorter than `num_frames` (they are
             edge-padded in training, as published).
-        allow_arbitrary_code: unpickle without restrictions (trusted files only).
 
     Returns:
         `KeypointSequences` with float32 `[T, n_mice, 2·n_keypoints]` pixels.
@@ -196,7 +195,7 @@ def read_mabe_mouse_triplets(
         >>> sequences.feature_shape, sequences.keypoints[0][0, 0, 0]
         ((3, 24), np.float32(400.0))
     """
-    data, where = _load_source(source, allow_arbitrary_code)
+    data, where = _load_source(source)
     require_keys(data, "sequences", where)
     sequences = data["sequences"]
     if not isinstance(sequences, Mapping) or not sequences:
@@ -248,7 +247,6 @@ def read_shot7m2(
     expected_hw: tuple[int, int] | None = None,
     num_frames: int | None = None,
     pad_short_sequences: bool = True,
-    allow_arbitrary_code: bool = False,
 ) -> KeypointSequences:
     """Reads Shot7M2 poses and keeps the 24 joints of `SHOT7M2_JOINT_SELECTION`.
 
@@ -262,7 +260,6 @@ def read_shot7m2(
         num_frames: the model's window length, checked only with
             `pad_short_sequences=False`.
         pad_short_sequences: accept sequences shorter than `num_frames`.
-        allow_arbitrary_code: unpickle without restrictions (trusted files only).
 
     Returns:
         `KeypointSequences` of float32 `[T, 1, 72]`.
@@ -277,7 +274,7 @@ def read_shot7m2(
         >>> sequences.feature_shape, sequences.keypoints[0][0, 0, 3:6]
         ((1, 72), array([3., 4., 5.], dtype=float32))
     """
-    data, where = _load_source(source, allow_arbitrary_code)
+    data, where = _load_source(source)
     require_keys(data, "sequences", where)
     require_keys(data["sequences"], "keypoints", f"{where}['sequences']")
     episodes = data["sequences"]["keypoints"]
@@ -307,16 +304,15 @@ def read_hbabel(
     expected_hw: tuple[int, int] | None = None,
     num_frames: int | None = None,
     pad_short_sequences: bool = True,
-    allow_arbitrary_code: bool = False,
 ) -> KeypointSequences:
     """Reads processed hBABEL sequences and applies the joint grouping.
 
     The source is a list of dicts, each with `poses` (its length L is the number
     of frames) and `joint_positions_processed` `[≥L, 25, 3]` (the published offline
     preparation: 25 SMPL-H joints, centred and aligned), optionally `babel_id` (used as
-    the name; otherwise the list index). Files: a `.npy` holding the list (an object array) or a
-    `.pkl`. The published `.pth.tar` files are joblib pickles: load them yourself
-    with a trusted loader and pass the list in.
+    the name; otherwise the list index). Files: the published joblib files (`*.pth.tar`, read without
+    joblib and without running code), a `.npy` holding the list (an object array) or a
+    pickle (`.pkl`).
 
     Each sequence becomes `[L, 1, 75]`, joints reordered by `HBABEL_JOINT_ORDER`,
     xyz inner. No normalisation.
@@ -328,7 +324,6 @@ def read_hbabel(
             `pad_short_sequences=False`.
         pad_short_sequences: accept sequences shorter than `num_frames` (they are
             end-padded to 450 frames in training, as published).
-        allow_arbitrary_code: unpickle without restrictions (trusted files only).
 
     Returns:
         `KeypointSequences` of float32 `[L, 1, 75]`.
@@ -344,7 +339,7 @@ def read_hbabel(
         >>> sequences.feature_shape, sequences.keypoints[0][0, 0, :3]
         ((1, 75), array([1., 1., 1.], dtype=float32))
     """
-    data, where = _load_source(source, allow_arbitrary_code)
+    data, where = _load_source(source)
     if isinstance(data, np.ndarray) and data.dtype == object:
         data = list(data)
     if isinstance(data, Mapping) or not isinstance(data, Sequence) or not data:

@@ -2,7 +2,8 @@
 
 **Submission files** (`write_submission`): per level k, `test_submission_{k}.npy`,
 a NumPy-saved dict `{"frame_number_map": {name: (start, end)}, "embeddings":
-float32 [N, D]}` (load with `np.load(path, allow_pickle=True).item()`), the plain
+float32 [N, D]}` (read it with `files.pickle_files.load_pickled_file`, which runs no code
+from the file, or a folder with `evaluation.load_embedding_folder`), the plain
 array `level_{k}.npy`, and `frame_number_map.json`; optionally
 `test_submission_combined.npy` / `level_combined.npy`.
 """

@@ -12,6 +12,9 @@ from typing import Any
 import numpy as np
 
 from keras_hbehavemae.evaluation.protocol import FrameNumberMap, task_kind
+from keras_hbehavemae.files.npy import read_npy
+from keras_hbehavemae.files.pickle_files import load_pickled_file
+from keras_hbehavemae.files.unpickling import describe
 
 
 @dataclasses.dataclass
@@ -89,29 +92,81 @@ def _normalised_frame_map(frame_map: Mapping[Any, Any]) -> dict[str, tuple[int, 
     return {str(name): (int(span[0]), int(span[1])) for name, span in frame_map.items()}
 
 
+def _frame_map_from(value: Any, where: str) -> dict[str, tuple[int, int]]:
+    """A file's frame number map, checked: name → `(start, end)` with 0 ≤ start ≤ end."""
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{where}: 'frame_number_map' is {describe(value)}, not a dict of "
+                         "sequence name → [start, end]")
+    spans = {}
+    for name, span in value.items():
+        try:
+            start, end = (int(bound) for bound in span)
+        except (TypeError, ValueError):
+            raise ValueError(f"{where}: frame_number_map[{name!r}] is {span!r}, not a pair of "
+                             "frame numbers [start, end]") from None
+        if not 0 <= start <= end:
+            raise ValueError(f"{where}: frame_number_map[{name!r}] = ({start}, {end}) is not "
+                             "a span 0 ≤ start ≤ end")
+        spans[str(name)] = (start, end)
+    return spans
+
+
+def _labels_dict(path: str) -> Mapping[str, Any]:
+    content = load_pickled_file(path)
+    if not isinstance(content, Mapping):
+        raise ValueError(
+            f"{path}: holds {describe(content)}, not a labels dict; a labels file is a .npy "
+            "file holding a dict with 'frame_number_map', 'label_array' and 'vocabulary' "
+            "(as write_labels_file writes it)"
+        )
+    missing = [key for key in ("frame_number_map", "label_array", "vocabulary")
+               if key not in content]
+    if missing:
+        raise ValueError(f"{path}: the labels dict has no {missing}; it has {list(content)}")
+    return content
+
+
 def load_labels_file(path: str | os.PathLike[str]) -> LabelsFile:
     """Reads a published-layout labels `.npy` dict (see `write_labels_file`).
 
+    The file is read with the restricted unpickler: nothing in it is executed.
     `task_type` may be a list parallel to `vocabulary` or one string for all tasks;
     "Discrete" (any case) is classification, anything else regression.
+
+    Raises:
+        FileNotFoundError: if there is no such file.
+        ValueError: for a damaged file, a file that holds no labels dict (e.g. a plain
+            array), or a dict whose entries do not fit together; the message names the file.
     """
-    content = np.load(path, allow_pickle=True)
-    content = content.item() if isinstance(content, np.ndarray) else content
-    for key in ("frame_number_map", "label_array", "vocabulary"):
-        if key not in content:
-            raise ValueError(f"{os.fspath(path)}: the labels dict has no {key!r}")
-    label_array = np.asarray(content["label_array"], dtype=np.float64)
-    vocabulary = [str(name) for name in content["vocabulary"]]
+    path = os.fspath(path)
+    content = _labels_dict(path)
+    try:
+        label_array = np.asarray(content["label_array"], dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{path}: 'label_array' is {describe(content['label_array'])}, not "
+                         "a numeric array [n_tasks, n_frames]") from None
+    vocabulary = content["vocabulary"]
+    if isinstance(vocabulary, str) or not isinstance(vocabulary, Sequence | np.ndarray):
+        raise ValueError(f"{path}: 'vocabulary' is {describe(vocabulary)}, not a list of "
+                         "task names")
+    vocabulary = [str(name) for name in vocabulary]
     if label_array.ndim != 2 or label_array.shape[0] != len(vocabulary):
         raise ValueError(
-            f"label_array must be [n_tasks={len(vocabulary)}, n_frames], got {label_array.shape}"
+            f"{path}: label_array must be [n_tasks={len(vocabulary)}, n_frames], got "
+            f"{label_array.shape}"
         )
+    frame_map = _frame_map_from(content["frame_number_map"], path)
+    last = max((end for _, end in frame_map.values()), default=0)
+    if last > label_array.shape[1]:
+        raise ValueError(f"{path}: frame_number_map reaches frame {last}, but label_array "
+                         f"has {label_array.shape[1]} frames")
     task_type = content.get("task_type", "Discrete")
     types = [task_type] * len(vocabulary) if isinstance(task_type, str) else list(task_type)
     if len(types) != len(vocabulary):
-        raise ValueError(f"task_type has {len(types)} entries for {len(vocabulary)} tasks")
+        raise ValueError(f"{path}: task_type has {len(types)} entries for {len(vocabulary)} "
+                         "tasks")
     return LabelsFile(
-        frame_number_map=_normalised_frame_map(content["frame_number_map"]),
+        frame_number_map=frame_map,
         labels={name: label_array[index] for index, name in enumerate(vocabulary)},
         task_types={name: task_kind(kind) for name, kind in zip(vocabulary, types, strict=True)},
     )
@@ -148,6 +203,28 @@ def _level_sort_key(name: str) -> tuple[int, int, str]:
     return (0, int(suffix), name) if suffix.isdigit() else (1, 0, name)
 
 
+def _read_frame_map_json(path: str) -> dict[str, tuple[int, int]]:
+    try:
+        with open(path, encoding="utf-8") as file:
+            content = json.load(file)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path}: not valid JSON ({error})") from None
+    return _frame_map_from(content, path)
+
+
+def _submission(path: str) -> tuple[np.ndarray, dict[str, tuple[int, int]]]:
+    """The embeddings and frame map of a `test_submission_*.npy` dict."""
+    content = load_pickled_file(path)
+    if not isinstance(content, Mapping) or not {"embeddings", "frame_number_map"} <= set(content):
+        found = list(content) if isinstance(content, Mapping) else describe(content)
+        raise ValueError(f"{path}: a submission file holds a dict with 'embeddings' and "
+                         f"'frame_number_map'; found {found}")
+    embeddings = content["embeddings"]
+    if not isinstance(embeddings, np.ndarray) or embeddings.dtype.kind not in "iuf":
+        raise ValueError(f"{path}: 'embeddings' is {describe(embeddings)}, not a numeric array")
+    return embeddings, _frame_map_from(content["frame_number_map"], path)
+
+
 def load_embedding_folder(
     directory: str | os.PathLike[str],
 ) -> tuple[dict[str, np.ndarray], dict[str, dict[str, tuple[int, int]]]]:
@@ -155,26 +232,31 @@ def load_embedding_folder(
 
     Either `level_{k}.npy` arrays `[N_frames, D_k]` with one `frame_number_map.json`
     (name → `[start, end]`), or `test_submission_{k}.npy` dicts `{frame_number_map,
-    embeddings}` (the published submission format). Levels are named `level_{k}` and sorted by k; a
-    `level_combined.npy` or `test_submission_combined.npy` becomes "combined", last.
+    embeddings}`. Levels are named `level_{k}` and sorted by k; a `level_combined.npy` or
+    `test_submission_combined.npy` becomes "combined", last. Submission dicts are read with
+    the restricted unpickler; `level_*.npy` files must hold numeric arrays.
 
     Returns:
         `(level name → float32 [N_frames, D_k], level name → its frame number map)`.
+
+    Raises:
+        FileNotFoundError: if the folder holds no embedding files.
+        ValueError: for a damaged file or one of another layout; the message names it.
     """
     directory = os.fspath(directory)
     files = sorted(os.listdir(directory))
-    arrays, maps = {}, {}
+    arrays, maps, sources = {}, {}, {}
     level_files = [name for name in files if re.fullmatch(r"level_\w+\.npy", name)]
     if level_files:
         map_path = os.path.join(directory, "frame_number_map.json")
         if not os.path.exists(map_path):
             raise FileNotFoundError(f"{directory}: level_*.npy without frame_number_map.json")
-        with open(map_path, encoding="utf-8") as file:
-            frame_map = _normalised_frame_map(json.load(file))
+        frame_map = _read_frame_map_json(map_path)
         for name in level_files:
             suffix = name[len("level_") : -len(".npy")]
             level = f"level_{suffix}" if suffix.isdigit() else suffix
-            arrays[level] = np.load(os.path.join(directory, name))
+            sources[level] = os.path.join(directory, name)
+            arrays[level] = read_npy(sources[level])
             maps[level] = frame_map
     else:
         for name in files:
@@ -183,16 +265,16 @@ def load_embedding_folder(
                 continue
             suffix = match.group(1)
             level = f"level_{suffix}" if suffix.isdigit() else (suffix or "submission")
-            content = np.load(os.path.join(directory, name), allow_pickle=True).item()
-            arrays[level] = np.asarray(content["embeddings"])
-            maps[level] = _normalised_frame_map(content["frame_number_map"])
+            sources[level] = os.path.join(directory, name)
+            arrays[level], maps[level] = _submission(sources[level])
     if not arrays:
         raise FileNotFoundError(
             f"{directory}: no level_*.npy or test_submission_*.npy embedding files"
         )
     for level, array in arrays.items():
-        if array.ndim != 2:
-            raise ValueError(f"{level}: embeddings must be 2-D, got shape {array.shape}")
+        if array.ndim != 2 or array.dtype.kind not in "iuf":
+            raise ValueError(f"{sources[level]}: embeddings must be a 2-D numeric array "
+                             f"[N_frames, D], got shape {array.shape} and dtype {array.dtype}")
         arrays[level] = array.astype(np.float32, copy=False)
     order = sorted(arrays, key=_level_sort_key)
     return {level: arrays[level] for level in order}, {level: maps[level] for level in order}

@@ -97,7 +97,11 @@ def preset_parameters(preset) -> dict:
     for name in ("config.json", "task.json"):
         path = directory / name
         if path.is_file():
-            parameters.update(json.loads(path.read_text())["config"])
+            try:
+                parameters.update(json.loads(path.read_text(encoding="utf-8"))["config"])
+            except (ValueError, KeyError, TypeError) as error:  # JSON, encoding, layout
+                raise ValueError(f"{path}: not the JSON of a Keras model config ({error!r}); "
+                                 "the preset folder is corrupt") from None
     return {key: value for key, value in parameters.items() if key not in _KERAS_KEYS}
 
 

@@ -7,7 +7,6 @@ file (and sequence) and the problem; nothing in a pickle is executed.
 from __future__ import annotations
 
 import datetime
-import os
 import pathlib
 import pickle
 
@@ -20,7 +19,7 @@ from keras_hbehavemae.data.readers import (
     read_mabe_mouse_triplets,
     read_shot7m2,
 )
-from keras_hbehavemae.files.unpickling import load_pickled_file
+from keras_hbehavemae.files.pickle_files import load_pickled_file
 
 pytestmark = pytest.mark.backend_independent
 
@@ -64,7 +63,7 @@ def test_corrupt_npy_file_is_named(tmp_path):
 def test_empty_npy_file_is_named(tmp_path):
     empty = tmp_path / "empty.npy"
     empty.write_bytes(b"")
-    with pytest.raises(ValueError, match=r"empty\.npy: not a NumPy \.npy file"):
+    with pytest.raises(ValueError, match=r"empty\.npy: the file is empty"):
         read_mabe_mouse_triplets(empty)
 
 
@@ -78,15 +77,17 @@ def _first_half(full, cut):
 def test_truncated_dataset_pickle_is_named(tmp_path):
     path = save_object(tmp_path / "full.npy", {"sequences": {"s": {"keypoints": MICE}}})
     _first_half(pathlib.Path(path), tmp_path / "cut.npy")
-    with pytest.raises(ValueError, match=r"cut\.npy: not a readable pickle \(pickle data was "
-                                         r"truncated\)"):
+    with pytest.raises(ValueError, match=r"cut\.npy: truncated or corrupt pickle \(pickle data "
+                                         r"was truncated\)"):
         read_mabe_mouse_triplets(tmp_path / "cut.npy")
 
 
 def test_truncated_numeric_npy_is_named(tmp_path):
     np.save(tmp_path / "full.npy", np.zeros((40, 2, 6), np.float32))
     _first_half(tmp_path / "full.npy", tmp_path / "cut.npy")
-    with pytest.raises(ValueError, match=r"cut\.npy: not a complete NumPy \.npy file"):
+    with pytest.raises(ValueError, match=r"cut\.npy: truncated: its header promises an array of "
+                                         r"shape \(40, 2, 6\) and dtype float32 \(1920 bytes\), "
+                                         r"but only \d+ bytes of data follow it"):
         read_keypoint_arrays(tmp_path / "cut.npy")
 
 
@@ -97,10 +98,11 @@ def test_truncated_npz_is_named(tmp_path):
         read_keypoint_arrays(tmp_path / "cut.npz")
 
 
-def test_unsupported_file_type(tmp_path):
+def test_file_that_is_no_pickle_is_named(tmp_path):
     torch_file = tmp_path / "val.pth.tar"
     torch_file.write_bytes(b"not read")
-    with pytest.raises(ValueError, match="unsupported file type.*load the object yourself"):
+    with pytest.raises(ValueError, match=r"val\.pth\.tar: not a \.npy file, a pickle \(protocol 2 "
+                                         r"or later\) or a joblib file"):
         read_hbabel(torch_file)
 
 
@@ -108,38 +110,18 @@ def test_unsupported_file_type(tmp_path):
 
 def test_npy_with_an_unknown_global_is_refused(tmp_path):
     path = save_object(tmp_path / "odd.npy", {"sequences": {}, "date": datetime.date(2020, 1, 1)})
-    with pytest.raises(ValueError, match="refusing to load global 'datetime.date'"):
+    with pytest.raises(ValueError, match=r"odd\.npy: refused global 'datetime\.date'"):
         load_pickled_file(path)
-    assert load_pickled_file(path, allow_arbitrary_code=True)["date"].year == 2020
 
 
 def test_pkl_with_an_unknown_global_is_refused(tmp_path):
     pickled = tmp_path / "odd.pkl"
     pickled.write_bytes(pickle.dumps([datetime.date(2020, 1, 1)]))
-    with pytest.raises(ValueError, match="odd.pkl: refusing to load global"):
+    with pytest.raises(ValueError, match=r"odd\.pkl: refused global 'datetime\.date'"):
         load_pickled_file(pickled)
 
 
-class _RunsCode:
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return os.system, (f"touch {self.marker}",)
-
-
-@pytest.mark.parametrize("suffix", [".npy", ".pkl"])
-def test_dataset_pickle_that_runs_code_is_refused(tmp_path, suffix):
-    marker = tmp_path / "pwned"
-    path = tmp_path / f"train{suffix}"
-    if suffix == ".npy":
-        save_object(path, {"sequences": _RunsCode(marker)})
-    else:
-        path.write_bytes(pickle.dumps([_RunsCode(marker)]))
-    with pytest.raises(ValueError, match=rf"train\{suffix}: refusing to load global "
-                                         r"'(os|posix)\.system'"):
-        (read_mabe_mouse_triplets if suffix == ".npy" else read_hbabel)(path)
-    assert not marker.exists()
+# (Pickles that would run code, fed to every loader: test_pickle_faults.py.)
 
 
 # ---------------------------------------------------------------- wrong layouts
