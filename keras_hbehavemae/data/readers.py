@@ -310,9 +310,9 @@ def read_hbabel(
     The source is a list of dicts, each with `poses` (its length L is the number
     of frames) and `joint_positions_processed` `[≥L, 25, 3]` (the published offline
     preparation: 25 SMPL-H joints, centred and aligned), optionally `babel_id` (used as
-    the name; otherwise the list index). Files: the published joblib files (`*.pth.tar`, read without
-    joblib and without running code), a `.npy` holding the list (an object array) or a
-    pickle (`.pkl`).
+    the name; otherwise the list index). Files: the published joblib files (`*.pth.tar`,
+    read without joblib and without running code), a `.npy` holding the list (an object
+    array) or a pickle (`.pkl`).
 
     Each sequence becomes `[L, 1, 75]`, joints reordered by `HBABEL_JOINT_ORDER`,
     xyz inner. No normalisation.
