@@ -3,6 +3,9 @@
 - `write_atomically(path, write)` calls `write(temporary_path)` on a temporary file in the
   same folder, flushes it to disk, and renames it over `path` (`os.replace`, atomic on
   POSIX and Windows). If `write` fails or the process dies, `path` keeps its old content.
+- `write_new_files_atomically({path: write, ...})` writes several new files the same way
+  and publishes them without replacing anything: if any of them exists, nothing is
+  written (`FileExistsError`).
 - `write_folder_atomically(directory, write, ...)` builds a whole folder in a temporary
   sibling and renames it into place. A folder that is already there is replaced as a
   whole only if it is the same kind of output (or the caller passes `overwrite=True`);
@@ -71,6 +74,71 @@ def write_atomically(path: str | os.PathLike, write: Callable[[str], Any]) -> No
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)
+
+
+def _publish_without_replacing(temporary: str, path: str) -> None:
+    """Renames `temporary` to `path`, unless `path` exists (then FileExistsError).
+
+    A hard link is the atomic "create if absent" of POSIX; where the file system has no
+    hard links, a check and a rename stand in for it.
+    """
+    try:
+        os.link(temporary, path)
+    except FileExistsError:
+        raise FileExistsError(f"{path}: already exists; it was left as it is") from None
+    except OSError:  # no hard links here (some network and FAT file systems)
+        if os.path.lexists(path):
+            raise FileExistsError(f"{path}: already exists; it was left as it is") from None
+        os.replace(temporary, path)
+    else:
+        os.remove(temporary)
+
+
+def write_new_files_atomically(writers: dict[str, Callable[[str], Any]]) -> list[str]:
+    """Writes new files whole, or none of them; never replaces an existing file.
+
+    Each `writers[path](temporary_path)` fills a temporary file next to `path`. Only when
+    every one is written and flushed are they renamed into place, each only if its name
+    is still free.
+
+    Returns:
+        The paths written, in the order given.
+
+    Raises:
+        FileExistsError: one of the paths exists (before or while publishing); nothing
+            this call wrote is left behind.
+    """
+    paths = [os.fspath(path) for path in writers]
+    for path in paths:
+        if os.path.lexists(path):
+            raise FileExistsError(f"{path}: already exists; it was left as it is")
+    temporaries: dict[str, str] = {}
+    published: list[str] = []
+    try:
+        for path, write in zip(paths, writers.values(), strict=True):
+            directory = os.path.dirname(os.path.abspath(path))
+            handle, temporary = tempfile.mkstemp(
+                dir=directory, prefix=TEMPORARY_PREFIX, suffix=f"-{os.path.basename(path)}")
+            os.close(handle)
+            temporaries[path] = temporary
+            write(temporary)
+            with open(temporary, "rb") as file:
+                os.fsync(file.fileno())
+            os.chmod(temporary, 0o666 & ~_umask())
+        for path in paths:
+            _publish_without_replacing(temporaries[path], path)
+            published.append(path)
+        for directory in {os.path.dirname(os.path.abspath(path)) for path in paths}:
+            _fsync_directory(directory)
+    except BaseException:
+        for path in published:  # all or nothing
+            os.remove(path)
+        raise
+    finally:
+        for temporary in temporaries.values():
+            if os.path.exists(temporary):
+                os.remove(temporary)
+    return paths
 
 
 def write_text_atomically(path: str | os.PathLike, text: str) -> None:
