@@ -36,6 +36,7 @@ from helpers import small_training as training
 from keras_hbehavemae import HBehaveMAE, HBehaveMAEBackbone, HBehaveMAEConfig
 from keras_hbehavemae.data import write_synthetic_dataset
 from keras_hbehavemae.data.recipes import PretrainingData
+from keras_hbehavemae.files.locking import read_holder
 from keras_hbehavemae.training import build_pretrainer, run_directory, run_pretraining
 from keras_hbehavemae.training.callbacks import EpochCheckpoint, NonFiniteLossError
 from keras_hbehavemae.training.optimizer import published_optimizer
@@ -300,10 +301,11 @@ def resumed_run(data_dir, tmp_path_factory):
     os.kill(first.pid, signal.SIGKILL)
     _, first_errors = first.communicate(timeout=60)
     assert state is not None, f"no checkpoint before the kill:\n{first_errors[-3000:]}"
+    stale_holder = read_holder(output_dir)  # the killed run's lock record stays behind
     status, output = rerun(arguments, environment)
     assert status == 0, output[-3000:]
     return {"output_dir": output_dir, "state_at_kill": state, "alive_at_kill": alive_at_kill,
-            "second_output": output}
+            "second_output": output, "stale_holder": stale_holder, "first_pid": first.pid}
 
 
 @pytest.mark.slow
@@ -312,6 +314,9 @@ def test_killed_run_resumes_from_the_last_completed_epoch(resumed_run):
     assert resumed_run["alive_at_kill"], "the run finished before it could be killed"
     assert at_kill["completed_epochs"] >= 1
     assert "Resuming" in resumed_run["second_output"]
+    # The killed run's lock record did not block the rerun (the kernel dropped its flock).
+    assert resumed_run["stale_holder"]["pid"] == resumed_run["first_pid"]
+    assert read_holder(output_dir) is None
     state = run_directory.read_state(output_dir)
     assert state["completed_epochs"] == EPOCHS
     sessions = state["sessions"]
