@@ -129,7 +129,6 @@ def _finite_rows(keypoints):
 def _build_archive(model, batch_size, platforms):
     import tensorflow as tf
 
-
     backbone, pretrainer = _split(model)
     geometry = (pretrainer or backbone).geometry
     keypoints_spec = tf.TensorSpec((batch_size, *geometry.config.input_size), tf.float32,
