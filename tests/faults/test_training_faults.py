@@ -397,7 +397,20 @@ def test_invalid_settings_print_the_error_and_fail(tmp_path, data_dir, capsys, a
 
 
 def test_keypoints_dataset_needs_the_architecture(tmp_path, capsys):
-    flag_values = parse_pretrain_flags("--dataset=keypoints", f"--path_to_data_dir={tmp_path}",
+    (tmp_path / "data").mkdir()
+    flag_values = parse_pretrain_flags("--dataset=keypoints",
+                                       f"--path_to_data_dir={tmp_path / 'data'}",
                                        f"--output_dir={tmp_path / 'out'}")
     assert pretrain_script().run(flag_values) == 1
     assert "--input_size" in capsys.readouterr().err
+
+
+def test_an_output_dir_inside_the_data_folder_is_refused(tmp_path, capsys):
+    flag_values = parse_pretrain_flags("--dataset=keypoints", f"--path_to_data_dir={tmp_path}",
+                                       f"--output_dir={tmp_path / 'out'}")
+    assert pretrain_script().run(flag_values) == 1
+    error = capsys.readouterr().err
+    assert error.startswith(f"error: --output_dir '{tmp_path / 'out'}': overlaps the input "
+                            f"--path_to_data_dir '{tmp_path}'; input folders and files are "
+                            "only read")
+    assert not (tmp_path / "out").exists()
