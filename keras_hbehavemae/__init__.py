@@ -11,17 +11,24 @@ Example:
 [(1, 16, 4, 4, 8), (1, 8, 4, 2, 12), (1, 4, 2, 2, 16)]
 """
 
-from keras_hbehavemae import _tensorflow_devices  # noqa: F401  (before TensorFlow is used)
-from keras_hbehavemae.loading import load_model
-from keras_hbehavemae.models import (
+import os as _os
+
+# TensorFlow's C++ INFO lines (CPU features, plugin registration) are noise to a user of
+# this package: show warnings and errors only, unless TF_CPP_MIN_LOG_LEVEL is set (JAX's
+# own `__init__` does the same). Read once, when TensorFlow loads, so before Keras.
+_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+
+from keras_hbehavemae import _tensorflow_devices  # noqa: E402, F401  (before TensorFlow is used)
+from keras_hbehavemae.loading import load_model  # noqa: E402
+from keras_hbehavemae.models import (  # noqa: E402
     Geometry,
     HBehaveMAE,
     HBehaveMAEBackbone,
     HBehaveMAEConfig,
     compute_geometry,
 )
-from keras_hbehavemae.presets import list_presets
-from keras_hbehavemae.version import __version__
+from keras_hbehavemae.presets import list_presets  # noqa: E402
+from keras_hbehavemae.version import __version__  # noqa: E402
 
 __all__ = [
     "Geometry",

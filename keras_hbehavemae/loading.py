@@ -184,6 +184,19 @@ def load_weights_into(model, source, *, allow_random_weights: bool = False,
             "damaged or belongs to another configuration") from error
 
 
+def check_weights_consent(source, allow_random_weights: bool = False,
+                          parameter: str = "source") -> None:
+    """Raises, before anything is built, if `source` is a preset of random weights (`none`,
+    `initial`) and `allow_random_weights` is False; other sources pass.
+
+    Raises:
+        ValueError: naming the preset and `allow_random_weights` (`--allow_random_weights`).
+    """
+    if describe_source(source, parameter) == "preset":
+        preset_folder.check_weights_allowed(registry.resolve_preset(os.fspath(source)),
+                                            allow_random_weights)
+
+
 def _backbone_of(model):
     return model.backbone if isinstance(model, HBehaveMAE) else model
 

@@ -3,8 +3,10 @@
 Under TensorFlow and JAX the model is exported in this process (JAX through jax2tf);
 under torch `export_saved_model` re-runs itself in a TensorFlow-backend subprocess.
 The loader subprocess cannot import keras_hbehavemae (nor Keras), runs the `embed`,
-`serve` and `reconstruct` signatures at two batch sizes and saves the outputs, which are
-compared here with the Keras model's.
+`serve`, `reconstruct` and `reconstruct_seeded` signatures at two batch sizes and saves
+the outputs, which are compared here with the Keras model's. The export folder is in
+TensorFlow Serving's layout (`OUTPUT/1/saved_model.pb`). Folder rules, weightless presets
+and bad arguments: tests/faults/test_output_folder_faults.py.
 """
 
 import json
@@ -61,6 +63,11 @@ LOADER = textwrap.dedent("""
                     keypoints=keypoints, mask=tf.constant(data[f"mask_{batch}"]))
                 for key, value in outputs.items():
                     results[f"{name}/reconstruct/{batch}/{key}"] = value.numpy()
+                for call, seed in enumerate((5, 5, 6)):
+                    outputs = loaded.signatures["reconstruct_seeded"](
+                        keypoints=keypoints, seed=tf.constant(seed, tf.int64))
+                    for key, value in outputs.items():
+                        results[f"{name}/seeded_{call}/{batch}/{key}"] = value.numpy()
     np.savez(output, **results)
 """)
 
@@ -74,7 +81,13 @@ def inputs_for(batch):
     if batch > 1:
         mask[-1, :] = False
         mask[-1, :5] = True  # one row with a wrong kept count: flagged, not raised
+        keypoints[0, 7, 1, 2] = np.nan  # one row with a NaN keypoint: flagged, not raised
     return keypoints, mask
+
+
+def finite_rows(batch):
+    keypoints, _ = inputs_for(batch)
+    return np.isfinite(keypoints).all(axis=(1, 2, 3))
 
 
 def run(command, **kwargs):
@@ -91,19 +104,22 @@ def exported(tmp_path_factory):
     keras.utils.set_random_seed(0)
     folder = tmp_path_factory.mktemp("export")
     model = build_pretrainer(CONFIG, seed=0)
-    jobs = {"pretrainer": str(folder / "pretrainer")}
     if keras.config.backend() == "jax":  # also covers the .keras file input
         model.save(folder / "model.keras")
-        export_saved_model(folder / "model.keras", jobs["pretrainer"])
+        path = export_saved_model(folder / "model.keras", folder / "pretrainer")
     else:  # torch: saved to a temporary preset and exported by a TensorFlow subprocess
-        export_saved_model(model, jobs["pretrainer"])
+        path = export_saved_model(model, folder / "pretrainer")
+    jobs = {"pretrainer": str(path)}
     if keras.config.backend() == "tensorflow":
         save_to_preset(model.backbone, folder / "backbone_preset")
-        jobs["backbone"] = str(folder / "backbone")
         result = run([sys.executable, str(ROOT / "scripts" / "export.py"),
                       f"--preset={folder / 'backbone_preset'}",
-                      f"--output_dir={jobs['backbone']}"])
-        assert "signatures: serve, embed" in result.stdout
+                      f"--output_dir={folder / 'backbone'}", "--version=3"])
+        jobs["backbone"] = str(folder / "backbone" / "3")
+        assert result.stdout.splitlines() == [
+            f"exported {folder / 'backbone_preset'} -> {jobs['backbone']}",
+            "signatures: serve, embed"]
+        assert result.stderr == "", f"framework messages without --verbose:\n{result.stderr}"
     data = {"batch_sizes": np.array(BATCH_SIZES)}
     for batch in BATCH_SIZES:
         data[f"keypoints_{batch}"], data[f"mask_{batch}"] = inputs_for(batch)
@@ -117,29 +133,38 @@ def exported(tmp_path_factory):
     return model, jobs, results
 
 
-def test_signatures_and_export_info(exported):
+def test_tensorflow_serving_layout_signatures_and_export_info(exported):
     model, jobs, results = exported
+    version = pathlib.Path(jobs["pretrainer"])
+    assert version.name == "1" and (version / "saved_model.pb").is_file()
+    assert [entry.name for entry in version.parent.iterdir()] == ["1"]
     assert set(results["pretrainer/signatures"]) == {
-        "serve", "embed", "reconstruct", "serving_default"}
-    info = json.loads(
-        (pathlib.Path(jobs["pretrainer"]) / "assets.extra" / "hbehavemae.json").read_text())
+        "serve", "embed", "reconstruct", "reconstruct_seeded", "serving_default"}
+    info = json.loads((version / "assets.extra" / "hbehavemae.json").read_text())
     assert info["num_mask_units"] == 16 and info["num_kept_units"] == 4
     assert info["pred_stride"] == 48 and info["input_size"] == [32, 4, 12]
+    assert info["version"] == 1 and "reconstruct_seeded" in info["default_mask"]
     if "backbone" in jobs:
         assert set(results["backbone/signatures"]) == {"serve", "embed", "serving_default"}
+        assert json.loads((pathlib.Path(jobs["backbone"]) / "assets.extra" / "hbehavemae.json")
+                          .read_text())["version"] == 3
 
 
 def test_embed_matches_keras(exported):
     model, jobs, results = exported
     for batch in BATCH_SIZES:
         keypoints, _ = inputs_for(batch)
-        expected = [to_numpy(level) for level in model.backbone.predict_on_batch(keypoints)]
+        finite = finite_rows(batch)  # the Python API takes finite rows only
+        expected = [to_numpy(level)
+                    for level in model.backbone.predict_on_batch(keypoints[finite])]
         for name in jobs:
             for signature in ("embed", "serve"):
+                np.testing.assert_array_equal(
+                    results[f"{name}/{signature}/{batch}/keypoints_are_finite"], finite)
                 for k, level in enumerate(expected):
                     got = results[f"{name}/{signature}/{batch}/level_{k}"]
-                    assert got.shape == level.shape
-                    np.testing.assert_allclose(got, level, rtol=0, atol=ATOL,
+                    assert got.shape == (batch, *level.shape[1:])
+                    np.testing.assert_allclose(got[finite], level, rtol=0, atol=ATOL,
                                                err_msg=f"{name}/{signature}/{batch}/{k}")
 
 
@@ -152,6 +177,10 @@ def test_reconstruct_matches_keras(exported):
         valid = mask.sum(axis=1) == 4
         np.testing.assert_array_equal(results[f"pretrainer/reconstruct/{batch}/mask_is_valid"],
                                       valid)
+        finite = finite_rows(batch)
+        np.testing.assert_array_equal(
+            results[f"pretrainer/reconstruct/{batch}/keypoints_are_finite"], finite)
+        valid &= finite
         expected = to_numpy(model.predict_on_batch(
             {"keypoints": keypoints[valid], "mask": mask[valid]})["pred"])
         pred = results[f"pretrainer/reconstruct/{batch}/pred"]
@@ -161,13 +190,21 @@ def test_reconstruct_matches_keras(exported):
                                       unpatchify(pred, model.geometry))
 
 
-def test_export_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no such preset folder"):
-        export_saved_model(tmp_path / "missing", tmp_path / "out")
-    with pytest.raises(ValueError, match="Available presets: .*hbehavemae_shot7m2"):
-        export_saved_model("hbehavemae_no_such_name", tmp_path / "out")
-    (tmp_path / "weights.txt").write_text("")
-    with pytest.raises(ValueError, match="expected a preset folder"):
-        export_saved_model(tmp_path / "weights.txt", tmp_path / "out")
-    with pytest.raises(ValueError, match="batch_size"):
-        export_saved_model(tmp_path / "missing", tmp_path / "out", batch_size=0)
+def test_reconstruct_seeded_draws_a_valid_mask_from_the_seed(exported):
+    model, _, results = exported
+    for batch in BATCH_SIZES:
+        keypoints, _ = inputs_for(batch)
+        finite = finite_rows(batch)
+        seeded = {key.split("/")[-1]: value for key, value in results.items()
+                  if key.startswith(f"pretrainer/seeded_0/{batch}/")}  # seed 5
+        mask = seeded["mask"]
+        assert mask.shape == (batch, 16) and (mask.sum(axis=1) == 4).all()
+        assert seeded["mask_is_valid"].all()
+        np.testing.assert_array_equal(seeded["keypoints_are_finite"], finite)
+        np.testing.assert_array_equal(results[f"pretrainer/seeded_2/{batch}/mask"].sum(1), 4)
+        # The same seed gives the same mask (calls 0 and 1); another seed another (call 2).
+        np.testing.assert_array_equal(mask, results[f"pretrainer/seeded_1/{batch}/mask"])
+        expected = to_numpy(model.predict_on_batch(
+            {"keypoints": keypoints[finite], "mask": mask[finite]})["pred"])
+        np.testing.assert_allclose(seeded["pred"][finite], expected, rtol=0, atol=ATOL)
+    assert (results["pretrainer/seeded_0/3/mask"] != results["pretrainer/seeded_2/3/mask"]).any()

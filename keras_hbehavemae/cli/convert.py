@@ -1,7 +1,12 @@
 """Convert a published hBehaveMAE checkpoint (.pth), a PyTorch state dict or a `.npz` with
 PyTorch key names into a Keras weights file or a preset folder.
 
-The file is read without torch and without executing pickle code.
+The file is read without torch and without executing pickle code. The output is written
+whole or not at all: a preset folder through a temporary sibling, a `.weights.h5` file
+through a temporary file. An existing preset folder is replaced as a whole (never mixed:
+`--backbone_only` into a folder that held a pretrainer leaves no decoder behind); a
+non-empty folder of anything else, or an existing `.weights.h5` file, is refused unless
+`--overwrite`.
 
 Usage:
     hbehavemae convert --checkpoint checkpoint-199.pth \\
@@ -27,30 +32,55 @@ def define_flags() -> None:
                         "without training args (or to cross-check those that have them).")
     flags.DEFINE_bool("backbone_only", False, "Convert only the encoder (decoder keys are "
                       "reported and skipped).")
+    flags.DEFINE_bool("overwrite", False, "Replace an existing --output that is not a preset "
+                      "folder (a folder of other files, or a .weights.h5 file) as a whole.")
     flags.mark_flags_as_required(["checkpoint", "output"])
+
+
+def write_converted(model, output: str, checkpoint: str, overwrite: bool = False) -> None:
+    """Writes `model` to `output`: a `.weights.h5` file, or else a preset folder.
+
+    Raises:
+        FileExistsError: `output` exists (a `.weights.h5` file, or a folder holding
+            something other than a preset) and `overwrite` is False; nothing was written.
+    """
+    from keras_hbehavemae.files.atomic import write_atomically
+    from keras_hbehavemae.presets import save_to_preset
+
+    if output.endswith(".weights.h5"):
+        if os.path.lexists(output) and not overwrite:
+            raise FileExistsError(f"--output {output!r}: the file exists; nothing was written. "
+                                  "Choose a new file name, or pass --overwrite to replace it")
+        write_atomically(output, model.save_weights)
+    else:
+        save_to_preset(model, output, weights="converted", overwrite=overwrite,
+                       metadata={"source": os.path.abspath(checkpoint)}, flag="--output")
 
 
 def main(argv):
     del argv
     from keras_hbehavemae.convert.checkpoint import build_from_torch_checkpoint
+    from keras_hbehavemae.files.atomic import check_folder_replaceable, check_output_is_not_input
     from keras_hbehavemae.models.config import HBehaveMAEConfig
-    from keras_hbehavemae.presets import save_to_preset
+    from keras_hbehavemae.presets.folder import is_preset_folder
 
     config = None
     if FLAGS.config:
         with open(FLAGS.config) as file:
             config = HBehaveMAEConfig.from_dict(json.load(file))
     try:
+        check_output_is_not_input(FLAGS.output, "--output", {"--checkpoint": FLAGS.checkpoint,
+                                                             "--config": FLAGS.config})
+        if not FLAGS.output.endswith(".weights.h5"):  # refused before the conversion
+            check_folder_replaceable(FLAGS.output, is_same_kind=is_preset_folder,
+                                     kind="preset folder", overwrite=FLAGS.overwrite,
+                                     flag="--output")
         model = build_from_torch_checkpoint(FLAGS.checkpoint, config,
                                             backbone_only=FLAGS.backbone_only)
-    except (ValueError, FileNotFoundError) as error:
+        write_converted(model, FLAGS.output, FLAGS.checkpoint, FLAGS.overwrite)
+    except (ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    if FLAGS.output.endswith(".weights.h5"):
-        model.save_weights(FLAGS.output)
-    else:
-        save_to_preset(model, FLAGS.output, weights="converted",
-                       metadata={"source": os.path.abspath(FLAGS.checkpoint)})
     print(f"converted {FLAGS.checkpoint} -> {FLAGS.output} "
           f"({model.count_params():,} parameters)")
     return 0

@@ -171,8 +171,14 @@ def main(argv):
     text = report if report.endswith("\n") else report + "\n"
     sys.stdout.write(text)
     if FLAGS.output:
-        with open(FLAGS.output, "w") as file:
-            file.write(text)
+        from keras_hbehavemae.files.atomic import check_output_is_not_input, write_text_atomically
+
+        try:
+            check_output_is_not_input(FLAGS.output, "--output", {"--preset": FLAGS.preset})
+            write_text_atomically(FLAGS.output, text)
+        except (ValueError, OSError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
     return 0
 
 

@@ -16,7 +16,12 @@ the keypoints as the raw-keypoint baseline.
 
 Data: `--path_to_data_dir` is a split file, read directly, or the data folder of
 `--dataset` (the layouts are listed in `keras_hbehavemae.data.layouts`).
-`--split` overrides the split name (e.g. `train`). No augmentation is applied.
+`--split` overrides the split name (e.g. `train`). No augmentation is applied. Inputs are
+only read: `--output_dir` may not be, hold or lie inside an input.
+
+`--output_dir` is written whole or not at all (a temporary sibling, then a rename). A
+previous embedding folder is replaced as a whole; a non-empty folder of anything else is
+refused, and nothing is computed, unless `--overwrite`, which replaces the whole folder.
 
 Usage:
     hbehavemae embed --preset presets/mabe --dataset mabe_mice --path_to_data_dir data/mabe \\
@@ -58,7 +63,10 @@ def define_flags() -> None:
                       "a CPU); true also gives TensorFlow XLA on a CPU (about 2x faster for "
                       "Shot7M2, one compilation per batch size); under torch true means "
                       "torch.compile, which compiles for minutes and gained nothing here.")
-    flags.DEFINE_string("output_dir", None, "Folder for the submission files.")
+    flags.DEFINE_string("output_dir", None, "Folder for the submission files (written whole; "
+                        "a previous embedding folder there is replaced).")
+    flags.DEFINE_bool("overwrite", False, "Replace --output_dir as a whole even if it holds "
+                      "something other than embeddings.")
     flags.DEFINE_list("levels", None, "Comma-separated level indices (default: all).")
     flags.DEFINE_bool("combined", False, "Also write test_submission_combined.npy (the written "
                       "levels concatenated).")
@@ -89,7 +97,6 @@ def write_labels_and_baseline(sequences, output_dir: str, normalise) -> list[str
 
     if not sequences.label_names:
         return []
-    os.makedirs(output_dir, exist_ok=True)
     labels_path = os.path.join(output_dir, "labels.npy")
     write_atomically(labels_path, lambda path: write_labels_file(sequences, path))
     # [N_frames, H, W] in frame_number_map order -> [N_frames, H·W]
@@ -106,10 +113,21 @@ def main(argv):
     del argv
     from keras_hbehavemae import embeddings
     from keras_hbehavemae.data.normalisation import ArenaNormalisation
-    from keras_hbehavemae.files.atomic import write_json_atomically
+    from keras_hbehavemae.embeddings.submission import is_embedding_folder
+    from keras_hbehavemae.files.atomic import (
+        check_folder_replaceable,
+        check_output_is_not_input,
+        write_folder_atomically,
+        write_json_atomically,
+    )
     from keras_hbehavemae.loading import load_model
 
+    folder_rules = dict(is_same_kind=is_embedding_folder, kind="embedding folder",
+                        overwrite=FLAGS.overwrite, flag="--output_dir")
     try:
+        check_output_is_not_input(FLAGS.output_dir, "--output_dir", {
+            "--preset": FLAGS.preset, "--path_to_data_dir": FLAGS.path_to_data_dir})
+        check_folder_replaceable(FLAGS.output_dir, **folder_rules)
         backbone = load_model(FLAGS.preset, kind="backbone", parameter="--preset",
                               allow_random_weights=FLAGS.allow_random_weights)
         if FLAGS.jit_compile != "auto":
@@ -136,34 +154,40 @@ def main(argv):
             if limit is None:
                 limit = layout(FLAGS.dataset).pca_limit or 64
             per_level = embeddings.apply_pca_limit(per_level, limit)
-        paths = embeddings.write_submission(
-            FLAGS.output_dir, frame_number_map, dict(zip(level_ids, per_level, strict=True)),
-            combined=True if FLAGS.combined else None)
-        if FLAGS.write_labels:
-            extra = write_labels_and_baseline(sequences, FLAGS.output_dir, normalise)
-            paths.update({os.path.basename(path): path for path in extra})
-    except (ValueError, FileNotFoundError) as error:
+        summary = {
+            "preset": FLAGS.preset,
+            "dataset": FLAGS.dataset,
+            "path_to_data_dir": FLAGS.path_to_data_dir,
+            "mode": FLAGS.mode,
+            "window_stride": FLAGS.window_stride,
+            "jit_compile": FLAGS.jit_compile,
+            "embedsum": bool(embedsum),
+            "normalise": None if normalise is None else repr(normalise),
+            "levels": level_ids,
+            "dims_before_pca": raw_dims,
+            "pca_limit": limit,
+            "dims": [int(level.shape[1]) for level in per_level],
+            "sequences": len(frame_number_map),
+            "frames": int(per_level[0].shape[0]),
+            "seconds": round(seconds, 3),
+        }
+        written = []
+
+        def write(folder) -> None:
+            paths = embeddings.write_submission(
+                folder, frame_number_map, dict(zip(level_ids, per_level, strict=True)),
+                combined=True if FLAGS.combined else None)
+            if FLAGS.write_labels:
+                paths.update({os.path.basename(path): path for path in
+                              write_labels_and_baseline(sequences, str(folder), normalise)})
+            write_json_atomically(os.path.join(folder, "extraction.json"), summary)
+            written.extend([*paths, "extraction.json"])
+
+        write_folder_atomically(FLAGS.output_dir, write, **folder_rules)
+    except (ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    summary = {
-        "preset": FLAGS.preset,
-        "dataset": FLAGS.dataset,
-        "path_to_data_dir": FLAGS.path_to_data_dir,
-        "mode": FLAGS.mode,
-        "window_stride": FLAGS.window_stride,
-        "jit_compile": FLAGS.jit_compile,
-        "embedsum": bool(embedsum),
-        "normalise": None if normalise is None else repr(normalise),
-        "levels": level_ids,
-        "dims_before_pca": raw_dims,
-        "pca_limit": limit,
-        "dims": [int(level.shape[1]) for level in per_level],
-        "sequences": len(frame_number_map),
-        "frames": int(per_level[0].shape[0]),
-        "seconds": round(seconds, 3),
-    }
-    write_json_atomically(os.path.join(FLAGS.output_dir, "extraction.json"), summary)
-    print(f"wrote {len(paths)} files to {FLAGS.output_dir}: {summary['sequences']} sequences, "
+    print(f"wrote {len(written)} files to {FLAGS.output_dir}: {summary['sequences']} sequences, "
           f"{summary['frames']} frames, levels {level_ids}, dims {summary['dims']} "
           f"({seconds:.1f} s)")
     return 0

@@ -16,7 +16,10 @@ The extraction script writes `labels.npy` and `keypoints.npy` next to the embedd
 its data carries labels; `--labels` and `--baseline_keypoints` default to those files.
 
 Outputs in --output_dir: probe_table.md, probe_table.csv, probe_results.json (every
-α and seed) and probe_heatmap.png (needs matplotlib).
+α and seed) and probe_heatmap.png (needs matplotlib). The folder is written whole or not
+at all (a temporary sibling, then a rename); a previous probe folder is replaced as a
+whole, a non-empty folder of anything else is refused unless --overwrite. Inputs are only
+read: --output_dir may not be, hold or lie inside an input.
 
 Usage:
     hbehavemae evaluate --embeddings runs/demo/embeddings \\
@@ -51,9 +54,20 @@ def define_flags() -> None:
                         "scored by every seed (published protocol); by default each seed "
                         "scores its own held-out sequences.")
     flags.DEFINE_list("tasks", None, "Only these tasks (default: all of the labels file).")
+    flags.DEFINE_bool("overwrite", False, "Replace --output_dir as a whole even if it holds "
+                      "something other than probe results.")
     flags.DEFINE_bool("standardize", False, "Scale features to unit variance before the ridge "
                       "(the published protocol uses raw embeddings).")
     flags.mark_flags_as_required(["embeddings", "output_dir"])
+
+
+PROBE_FILES = ("probe_table.md", "probe_table.csv", "probe_results.json", "probe_heatmap.png")
+
+
+def is_probe_folder(directory) -> bool:
+    """True if `directory` holds this command's outputs and nothing else."""
+    names = set(os.listdir(directory))
+    return "probe_results.json" in names and names <= set(PROBE_FILES)
 
 
 def _default_inputs(embeddings: str, labels: str | None, baseline: str | None):
@@ -78,10 +92,22 @@ def main(argv):
 
     from keras_hbehavemae import evaluation as probes
     from keras_hbehavemae.files.npy import read_npy
+    from keras_hbehavemae.files.atomic import (
+        check_folder_replaceable,
+        check_output_is_not_input,
+        write_folder_atomically,
+    )
 
+    folder_rules = dict(is_same_kind=is_probe_folder, kind="probe results folder",
+                        overwrite=FLAGS.overwrite, flag="--output_dir")
     try:
         labels_path, baseline_path = _default_inputs(
             FLAGS.embeddings, FLAGS.labels, FLAGS.baseline_keypoints)
+        check_output_is_not_input(FLAGS.output_dir, "--output_dir", {
+            "--embeddings": FLAGS.embeddings, "--labels": labels_path,
+            "--baseline_keypoints": baseline_path,
+            "--evaluation_sequences": FLAGS.evaluation_sequences})
+        check_folder_replaceable(FLAGS.output_dir, **folder_rules)
         labels = probes.load_labels_file(labels_path)
         levels, maps = probes.load_embedding_folder(FLAGS.embeddings)
         frame_map = labels.frame_number_map
@@ -128,21 +154,27 @@ def main(argv):
             evaluation_sequences=evaluation,
             standardize=FLAGS.standardize,
         )
-    except (ValueError, FileNotFoundError, KeyError) as error:
+    except (ValueError, OSError, KeyError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
 
-    os.makedirs(FLAGS.output_dir, exist_ok=True)
-    table.write_markdown(os.path.join(FLAGS.output_dir, "probe_table.md"))
-    table.write_csv(os.path.join(FLAGS.output_dir, "probe_table.csv"))
-    with open(os.path.join(FLAGS.output_dir, "probe_results.json"), "w", encoding="utf-8") as file:
-        json.dump(table.to_dict(), file, indent=2, allow_nan=True)
-    try:
-        from keras_hbehavemae.evaluation.plots import plot_probe_heatmap
+    def write(folder) -> None:
+        table.write_markdown(os.path.join(folder, "probe_table.md"))
+        table.write_csv(os.path.join(folder, "probe_table.csv"))
+        with open(os.path.join(folder, "probe_results.json"), "w", encoding="utf-8") as file:
+            json.dump(table.to_dict(), file, indent=2, allow_nan=True)
+        try:
+            from keras_hbehavemae.evaluation.plots import plot_probe_heatmap
 
-        plot_probe_heatmap(table, os.path.join(FLAGS.output_dir, "probe_heatmap.png"))
-    except ImportError as error:
-        print(f"warning: no heat map: {error}", file=sys.stderr)
+            plot_probe_heatmap(table, os.path.join(folder, "probe_heatmap.png"))
+        except ImportError as error:
+            print(f"warning: no heat map: {error}", file=sys.stderr)
+
+    try:
+        write_folder_atomically(FLAGS.output_dir, write, **folder_rules)
+    except OSError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     print(table.to_markdown())
     print(f"wrote {FLAGS.output_dir}/probe_table.md, probe_table.csv, probe_results.json")
     return 0

@@ -43,6 +43,8 @@ def define_flags() -> None:
     flags.DEFINE_bool("all_predictions", False, "Also draw the predictions for visible units "
                       "(MAE never trains those; by default only hidden spans are drawn).")
     flags.DEFINE_string("output", "reconstruction.png", "PNG file to write.")
+    flags.DEFINE_bool("allow_random_weights", False, "Accept a preset without trained or "
+                      "converted weights: the plot then shows a random model's reconstruction.")
     flags.DEFINE_integer("dpi", 120, "Resolution of the PNG.")
     flags.mark_flags_as_required(["preset", "data"])
 
@@ -149,9 +151,14 @@ def main(argv):
     try:
         pyplot = import_pyplot()
         from keras_hbehavemae.embeddings.reconstruction import reconstruct
+        from keras_hbehavemae.evaluation.plots import save_figure
+        from keras_hbehavemae.files.atomic import check_output_is_not_input
         from keras_hbehavemae.loading import load_model
 
-        model = load_model(FLAGS.preset, kind="pretrainer")
+        check_output_is_not_input(FLAGS.output, "--output", {"--preset": FLAGS.preset,
+                                                             "--data": FLAGS.data})
+        model = load_model(FLAGS.preset, kind="pretrainer", parameter="--preset",
+                           allow_random_weights=FLAGS.allow_random_weights)
         rows, features = model.geometry.config.input_size[1:]
         chosen = [int(value) for value in FLAGS.keypoints]
         if not chosen or any(not 0 <= value < features for value in chosen):
@@ -176,7 +183,7 @@ def main(argv):
              f"{'; norm_loss tokens de-normalised with the true statistics' if norm_loss else ''}")
     figure = plot(result, window, model, chosen, FLAGS.individual, FLAGS.start, title,
                   FLAGS.all_predictions)
-    figure.savefig(FLAGS.output, dpi=FLAGS.dpi)
+    save_figure(figure, FLAGS.output, dpi=FLAGS.dpi)
     pyplot.close(figure)
     print(f"wrote {FLAGS.output}")
     return 0

@@ -23,8 +23,10 @@ def define_flags() -> None:
 def main(argv):
     del argv
     from keras_hbehavemae.evaluation.plots import plot_training_curves
+    from keras_hbehavemae.files.atomic import check_output_is_not_input
 
     try:
+        check_output_is_not_input(FLAGS.output, "--output", {"--log": FLAGS.log})
         plot_training_curves(FLAGS.log, FLAGS.output, title=FLAGS.title)
     except (ImportError, ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)

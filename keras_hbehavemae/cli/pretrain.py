@@ -17,8 +17,16 @@ Multi-value flags take the published space-separated form as well as commas:
 False`; `--q_strides "2,1,4;2,1,6"`). Boolean flags accept `--norm_loss`,
 `--nonorm_loss`, `--norm_loss=True` and the published `--norm_loss True`.
 
+Synthetic data is generated only into the run's own `OUTPUT_DIR/data`, or into a new or
+empty `--path_to_data_dir`; a folder with other content is refused, and no file is ever
+written over. Every other dataset folder is only read.
+
 Rerunning the same command resumes an interrupted run from its last completed epoch; a
-different configuration for an existing `--output_dir` is refused (use a new one).
+different configuration for an existing `--output_dir` is refused (use a new one). One
+run writes to an `--output_dir` at a time: a second one exits with status 1, naming the
+process that holds the folder. SIGTERM (or Ctrl-C) stops the run at the next step
+boundary, keeps the last completed epoch's checkpoint, prints one line and exits with
+status 143 (Ctrl-C: 130); rerun the command to resume.
 Invalid settings print the error and exit with status 1.
 """
 
@@ -70,8 +78,9 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     fv = dict(flag_values=flag_values)
     flags.DEFINE_enum("dataset", "synthetic", list(DATASET_DEFAULTS),
                       "Dataset; the other defaults follow it (published settings).", **fv)
-    flags.DEFINE_string("path_to_data_dir", None, "Data folder (synthetic: generated there if "
-                        "empty; default OUTPUT_DIR/data).", **fv)
+    flags.DEFINE_string("path_to_data_dir", None, "Data folder, only read (synthetic: generated "
+                        "there only if the folder is new or empty; default OUTPUT_DIR/data).",
+                        **fv)
     flags.DEFINE_list("synthetic_sequences", ["32", "8"], "Synthetic data only: training and "
                       "test sequences (1800 frames each) generated into an empty data folder.",
                       **fv)
@@ -114,6 +123,9 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
                             **fv)
     flags.DEFINE_string("preset", None, "Start from a preset folder, .keras or .weights.h5 "
                         "file (its architecture replaces the model flags).", **fv)
+    flags.DEFINE_boolean("allow_random_weights", False, "Accept a --preset without trained "
+                         "weights (e.g. a published architecture-only preset): training starts "
+                         "from scratch on its architecture.", **fv)
     flags.DEFINE_enum("jit_compile", "auto", ["auto", "true", "false"], "XLA-compile the train "
                       "step. auto: Keras' choice (JAX: yes; TensorFlow: only with a GPU; torch: "
                       "no). true speeds TensorFlow up 1.4-1.9x on a CPU (BUILD_NOTES), after a "
@@ -225,7 +237,9 @@ def pretraining_data(flag_values, config):
                          f"input_size[0] = {config.input_size[0]}")
     path = flag_values.path_to_data_dir
     if flag_values.dataset == "synthetic":
-        path = path or os.path.join(flag_values.output_dir, "data")
+        flag = "--path_to_data_dir"
+        if path is None:
+            path, flag = os.path.join(flag_values.output_dir, "data"), "--output_dir"
         counts = [int(value) if value.strip().isdigit() else 0
                   for value in flag_values.synthetic_sequences]
         if len(counts) != 2 or min(counts) < 1:
@@ -233,7 +247,8 @@ def pretraining_data(flag_values, config):
                              "give two positive counts, training and test, e.g. 32,8")
         ensure_synthetic_dataset(path, seed=flag_values.seed, num_train_sequences=counts[0],
                                  num_test_sequences=counts[1],
-                                 num_frames_per_sequence=flag_values.synthetic_frames)
+                                 num_frames_per_sequence=flag_values.synthetic_frames,
+                                 flag=flag)
     elif path is None:
         raise ValueError(f"--dataset {flag_values.dataset} needs --path_to_data_dir")
     return load_pretraining_data(
@@ -244,19 +259,31 @@ def pretraining_data(flag_values, config):
 
 
 def run(flag_values) -> int:
-    """Runs the pretraining the flags describe; returns the exit status."""
-    from keras_hbehavemae.training import run_pretraining
+    """Runs the pretraining the flags describe; returns the exit status (0 done, 1 an error,
+    128 + the signal number for a run stopped by SIGTERM or Ctrl-C)."""
+    from keras_hbehavemae.files.atomic import check_output_is_not_input
+    from keras_hbehavemae.files.locking import FolderInUseError, FolderLock
+    from keras_hbehavemae.training import TrainingInterrupted, run_pretraining
     from keras_hbehavemae.training.callbacks import NonFiniteLossError
 
     try:
+        check_output_is_not_input(flag_values.output_dir, "--output_dir", {
+            "--path_to_data_dir": flag_values.path_to_data_dir, "--preset": flag_values.preset},
+            may_hold_inputs=True)
         config = model_config(flag_values)
         training = training_config(flag_values)
-        data = pretraining_data(flag_values, config)
         jit_compile = {"auto": "auto", "true": True, "false": False}[flag_values.jit_compile]
-        run_pretraining(config, data, training, flag_values.output_dir,
-                        log_dir=flag_values.log_dir or None, preset=flag_values.preset,
-                        jit_compile=jit_compile)
-    except (ValueError, OSError, NonFiniteLossError) as error:
+        # The lock covers the run's own data folder too: no second run generates into it.
+        with FolderLock(flag_values.output_dir, flag="--output_dir"):
+            data = pretraining_data(flag_values, config)
+            run_pretraining(config, data, training, flag_values.output_dir,
+                            log_dir=flag_values.log_dir or None, preset=flag_values.preset,
+                            jit_compile=jit_compile,
+                            allow_random_weights=flag_values.allow_random_weights)
+    except TrainingInterrupted as stopped:
+        print(str(stopped), file=sys.stderr, flush=True)
+        return stopped.exit_status
+    except (ValueError, OSError, NonFiniteLossError, FolderInUseError) as error:
         print(f"error: {error}", file=sys.stderr, flush=True)
         return 1
     return 0

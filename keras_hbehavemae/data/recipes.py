@@ -26,6 +26,7 @@ from keras_hbehavemae.data.normalisation import ArenaNormalisation
 from keras_hbehavemae.data.sequences import KeypointSequences
 from keras_hbehavemae.data.synthetic import write_synthetic_dataset
 from keras_hbehavemae.data.windows import WindowPlan, end_padded_windows, training_windows
+from keras_hbehavemae.files.atomic import TEMPORARY_PREFIX
 
 Sequences = KeypointSequences | Sequence[np.ndarray]
 
@@ -138,15 +139,36 @@ class PretrainingData:
 
 
 def ensure_synthetic_dataset(directory: str, seed: int = 0, num_train_sequences: int = 32,
-                             num_test_sequences: int = 8,
-                             num_frames_per_sequence: int = 1800) -> dict[str, str]:
+                             num_test_sequences: int = 8, num_frames_per_sequence: int = 1800,
+                             *, flag: str = "--path_to_data_dir") -> dict[str, str]:
     """`train.npy`/`test.npy` of the synthetic dataset in `directory`, generated if absent.
 
-    Existing files are used as they are, whatever their size.
+    A folder is never written into unless it is new or empty: a folder that holds both
+    files is used as it is, whatever their size; a new or empty folder gets the generated
+    files (written whole, never over an existing file); any other folder is refused.
+    Temporary files that an interrupted generation left (`.partial-*`) do not count.
+
+    Raises:
+        FileExistsError: `directory` is a file, or a folder with other content (the message
+            names `flag`, the folder and what it holds).
     """
     paths = {split: os.path.join(directory, f"{split}.npy") for split in ("train", "test")}
     if all(os.path.isfile(path) for path in paths.values()):
         return paths
+    if os.path.lexists(directory) and not os.path.isdir(directory):
+        raise FileExistsError(f"{flag} {directory!r}: is a file, not a folder; synthetic data "
+                              "is generated into a new or empty folder")
+    if os.path.isdir(directory):
+        content = sorted(name for name in os.listdir(directory)
+                         if not name.startswith(TEMPORARY_PREFIX))
+        if content:
+            shown = ", ".join(content[:5]) + (", ..." if len(content) > 5 else "")
+            raise FileExistsError(
+                f"{flag} {directory!r}: the folder holds {shown} but not both train.npy and "
+                "test.npy of the synthetic dataset; synthetic data is generated only into a "
+                "new or empty folder, and nothing was written. For your own data give its "
+                "--dataset (e.g. keypoints or mabe_mice); for synthetic data choose a new "
+                f"folder, or leave out {flag} (the run's own OUTPUT_DIR/data is used)")
     return write_synthetic_dataset(directory, num_train_sequences, num_test_sequences,
                                    num_frames_per_sequence, seed=seed)
 

@@ -47,6 +47,7 @@ from typing import Any
 import numpy as np
 
 from keras_hbehavemae.data.synthetic_motion import CHUNK, body_keypoints, trajectories
+from keras_hbehavemae.files.atomic import write_new_files_atomically
 
 ACTIVITIES = ("settled", "roaming", "huddling")
 ACTIONS = ("rest", "groom", "explore", "rear", "approach", "avoid")
@@ -274,6 +275,9 @@ def write_synthetic_dataset(
 ) -> dict[str, str]:
     """Writes `train.npy` and `test.npy` (independent draws) readable by `read_mabe_mouse_triplets`.
 
+    Both files are written whole or not at all, and never over an existing file: if
+    `train.npy` or `test.npy` is already in `directory`, nothing is written.
+
     Args:
         directory: created if needed.
         num_train_sequences: sequences in `train.npy`.
@@ -285,14 +289,23 @@ def write_synthetic_dataset(
     Returns:
         `{"train": path, "test": path}`.
 
+    Raises:
+        FileExistsError: `train.npy` or `test.npy` exists in `directory`.
+
     Example:
         >>> import tempfile
         >>> paths = write_synthetic_dataset(tempfile.mkdtemp(), 2, 1, num_frames_per_sequence=200)
         >>> sorted(os.path.basename(path) for path in paths.values())
         ['test.npy', 'train.npy']
     """
+    paths = {split: os.path.join(os.fspath(directory), f"{split}.npy")
+             for split in ("train", "test")}
+    for path in paths.values():
+        if os.path.lexists(path):
+            raise FileExistsError(f"{path}: already exists; synthetic data is never written "
+                                  "over a file. Choose a new or empty folder")
     os.makedirs(directory, exist_ok=True)
-    paths = {}
+    writers = {}
     for split_index, (split, count) in enumerate(
         [("train", num_train_sequences), ("test", num_test_sequences)]
     ):
@@ -300,6 +313,8 @@ def write_synthetic_dataset(
             count, num_frames_per_sequence, seed=[seed, split_index], num_mice=num_mice,
             name_prefix=split,
         )  # fmt: skip
-        paths[split] = os.path.join(os.fspath(directory), f"{split}.npy")
-        np.save(paths[split], np.array(data, dtype=object), allow_pickle=True)
+        content = np.array(data, dtype=object)
+        writers[paths[split]] = lambda temporary, c=content: np.save(temporary, c,
+                                                                     allow_pickle=True)
+    write_new_files_atomically(writers)
     return paths

@@ -25,14 +25,19 @@ True
 
 With a pretrainer `model` (see `HBehaveMAE`): `reconstruct(model, x, mask)` returns the
 reconstruction `[B, T, H, W]` and the masks; `impute(model, x, bad_frames)` replaces badly
-tracked frames.
+tracked frames. Both also take a preset (name or folder) or a `.keras` file instead of a
+model, loaded through `loading.load_model`; a preset without trained or converted weights
+is refused unless `allow_random_weights=True`.
 """
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 from keras import ops
 
+from keras_hbehavemae.loading import load_model
 from keras_hbehavemae.models.geometry import Geometry
 from keras_hbehavemae.models.losses import NORM_LOSS_EPSILON, time_strided_targets, unpatchify
 from keras_hbehavemae.models.masking import check_unit_mask, random_unit_mask
@@ -117,6 +122,14 @@ def composite_frames(strided_pred, hidden, keypoints, patch_t: int, fill: str) -
 # ---------------------------------------------------------------------- model runs
 
 
+def _pretrainer(model, allow_random_weights: bool):
+    """`model`, or the pretrainer of a preset name/folder or `.keras` file."""
+    if isinstance(model, str | os.PathLike):
+        return load_model(model, kind="pretrainer", allow_random_weights=allow_random_weights,
+                          parameter="model")
+    return model
+
+
 def _standardize(model, keypoints):
     """`(keypoints [B, T, H, W] float32 numpy, input shape)`; ValueError on a bad shape."""
     if not hasattr(model, "geometry") or not hasattr(model, "decoder"):
@@ -169,11 +182,13 @@ def predict_tokens(model, keypoints, mask, batch_size: int | None = None) -> np.
 
 
 def reconstruct(model, keypoints, mask=None, *, fill: str = "hold", denormalise_with=None,
-                seed=None, batch_size: int | None = None) -> dict:
+                seed=None, batch_size: int | None = None,
+                allow_random_weights: bool = False) -> dict:
     """Masks, encodes and decodes keypoints; returns the reconstruction in input layout.
 
     Args:
-        model: an `HBehaveMAE` pretrainer.
+        model: an `HBehaveMAE` pretrainer, or a preset (name or folder) or `.keras` file
+            holding one (loaded on every call: pass the model for repeated calls).
         keypoints: `[B, T, H, W]` (or `[B, T, H·W]`) float keypoints, preprocessed as in
             training.
         mask: `[B, U]` (or `[U]`, shared by all rows) bool unit mask, True = kept/visible,
@@ -194,6 +209,7 @@ def reconstruct(model, keypoints, mask=None, *, fill: str = "hold", denormalise_
             uses the hidden data.
         seed: seed of the random mask when `mask` is None.
         batch_size: run the model in batches of this size (default: one batch).
+        allow_random_weights: accept a preset without trained or converted weights.
 
     Returns:
         A dict of numpy arrays:
@@ -216,11 +232,13 @@ def reconstruct(model, keypoints, mask=None, *, fill: str = "hold", denormalise_
 
     Raises:
         ValueError: keypoints of the wrong shape or dtype, a mask of the wrong shape or
-            with a kept count other than K in some row, an unknown `fill`, or
-            `denormalise_with` on a model without `norm_loss` or of another shape.
+            with a kept count other than K in some row, an unknown `fill`,
+            `denormalise_with` on a model without `norm_loss` or of another shape, or a
+            preset of random weights without `allow_random_weights`.
     """
     if fill not in FILL_MODES:
         raise ValueError(f"fill: {fill!r} is not one of {FILL_MODES}")
+    model = _pretrainer(model, allow_random_weights)
     keypoints, input_shape = _standardize(model, keypoints)
     geometry = model.geometry
     norm_loss = bool(model.config_object.norm_loss)
@@ -302,7 +320,7 @@ def imputation_mask(bad_frames, geometry: Geometry, seed: int = 0) -> np.ndarray
 
 
 def impute(model, keypoints, bad_frames, *, fill: str = "linear", seed: int = 0,
-           batch_size: int | None = None) -> dict:
+           batch_size: int | None = None, allow_random_weights: bool = False) -> dict:
     """Replaces badly tracked frames by the model's reconstruction.
 
     Every mask unit containing a bad frame is hidden (a unit covers M_t·pt frames and all
@@ -317,13 +335,14 @@ def impute(model, keypoints, bad_frames, *, fill: str = "linear", seed: int = 0,
     Args:
         model: an `HBehaveMAE` pretrainer trained *without* `norm_loss` (per-token
             normalised predictions of hidden tokens cannot be mapped back to keypoint
-            units).
+            units), or a preset or `.keras` file holding one (as in `reconstruct`).
         keypoints: `[B, T, H, W]` (or `[B, T, H·W]`) keypoints, preprocessed as in
             training. The values of bad frames are ignored (they are hidden).
         bad_frames: `[B, T]` bool, True for a badly tracked frame.
         fill: `"hold"` or `"linear"` (see `fill_strided_frames`).
         seed: seed of the extra hidden units.
         batch_size: run the model in batches of this size (default: one batch).
+        allow_random_weights: accept a preset without trained or converted weights.
 
     Returns:
         A dict of numpy arrays: `keypoints` (the input with the bad frames replaced, input
@@ -337,6 +356,7 @@ def impute(model, keypoints, bad_frames, *, fill: str = "linear", seed: int = 0,
     """
     if fill not in FILL_MODES:
         raise ValueError(f"fill: {fill!r} is not one of {FILL_MODES}")
+    model = _pretrainer(model, allow_random_weights)
     keypoints, input_shape = _standardize(model, keypoints)
     if model.config_object.norm_loss:
         raise ValueError(

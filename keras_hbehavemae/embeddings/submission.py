@@ -6,17 +6,35 @@ float32 [N, D]}` (read it with `files.pickle_files.load_pickled_file`, which run
 from the file, or a folder with `evaluation.load_embedding_folder`), the plain
 array `level_{k}.npy`, and `frame_number_map.json`; optionally
 `test_submission_combined.npy` / `level_combined.npy`.
+
+An **embedding folder** (`is_embedding_folder`) holds these files and the extraction's
+`labels.npy`, `keypoints.npy` and `extraction.json`, nothing else. `hbehavemae embed`
+writes it whole (a temporary sibling, then a rename) and replaces only a folder of this
+kind.
 """
 
 from __future__ import annotations
 
 import json
 import pathlib
+import re
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from keras_hbehavemae.files.atomic import write_atomically, write_text_atomically
+
+#: The names an embedding folder may hold (`frame_number_map.json` always among them).
+EMBEDDING_FOLDER_FILES = re.compile(
+    r"^(test_submission_(\d+|combined)\.npy|level_(\d+|combined)\.npy|frame_number_map\.json"
+    r"|labels\.npy|keypoints\.npy|extraction\.json)$")
+
+
+def is_embedding_folder(directory) -> bool:
+    """True if `directory` holds the files of an extraction and nothing else."""
+    names = [entry.name for entry in pathlib.Path(directory).iterdir()]
+    return ("frame_number_map.json" in names
+            and all(EMBEDDING_FOLDER_FILES.match(name) for name in names))
 
 
 # ---------------------------------------------------------------- submission files

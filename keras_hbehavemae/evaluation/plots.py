@@ -17,12 +17,23 @@ from typing import Any
 
 import numpy as np
 
+from keras_hbehavemae.files.atomic import write_atomically
+
 _LOSS_KEYS = ("loss", "train_loss")
 _VALIDATION_KEYS = ("test_loss", "val_loss", "validation_loss")
 _LEARNING_RATE_KEYS = ("learning_rate", "train_learning_rate", "lr")
 _GRAD_NORM_KEYS = ("grad_norm", "train_grad_norm")
 _X_KEYS = ("step", "epoch")
 
+
+
+def save_figure(figure, path, dpi: int = 120) -> None:
+    """`figure.savefig(path)` written atomically (a temporary file, then a rename); the
+    format follows the file's ending (PNG without one)."""
+    path = os.fspath(path)
+    file_format = os.path.splitext(path)[1][1:].lower() or "png"
+    write_atomically(path, lambda temporary: figure.savefig(temporary, dpi=dpi,
+                                                            format=file_format))
 
 def _figure_class():
     try:
@@ -96,7 +107,7 @@ def plot_probe_heatmap(
         figure.colorbar(image, ax=axes, fraction=0.05)
     if title:
         figure.suptitle(title)
-    figure.savefig(os.fspath(path), dpi=120)
+    save_figure(figure, path)
 
 
 def _to_float(value: Any) -> float:
@@ -190,4 +201,4 @@ def plot_training_curves(
     axes_list[-1].set_xlabel(x_name)
     if title:
         figure.suptitle(title)
-    figure.savefig(os.fspath(path), dpi=120)
+    save_figure(figure, path)

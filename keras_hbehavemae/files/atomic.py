@@ -3,6 +3,11 @@
 - `write_atomically(path, write)` calls `write(temporary_path)` on a temporary file in the
   same folder, flushes it to disk, and renames it over `path` (`os.replace`, atomic on
   POSIX and Windows). If `write` fails or the process dies, `path` keeps its old content.
+- `write_new_files_atomically({path: write, ...})` writes several new files the same way
+  and publishes them without replacing anything: if any of them exists, nothing is
+  written (`FileExistsError`).
+- `check_output_is_not_input(output, flag, inputs)` refuses an output that is, holds or
+  lies inside an input (input folders are read-only to the package).
 - `write_folder_atomically(directory, write, ...)` builds a whole folder in a temporary
   sibling and renames it into place. A folder that is already there is replaced as a
   whole only if it is the same kind of output (or the caller passes `overwrite=True`);
@@ -73,6 +78,71 @@ def write_atomically(path: str | os.PathLike, write: Callable[[str], Any]) -> No
             os.remove(temporary)
 
 
+def _publish_without_replacing(temporary: str, path: str) -> None:
+    """Renames `temporary` to `path`, unless `path` exists (then FileExistsError).
+
+    A hard link is the atomic "create if absent" of POSIX; where the file system has no
+    hard links, a check and a rename stand in for it.
+    """
+    try:
+        os.link(temporary, path)
+    except FileExistsError:
+        raise FileExistsError(f"{path}: already exists; it was left as it is") from None
+    except OSError:  # no hard links here (some network and FAT file systems)
+        if os.path.lexists(path):
+            raise FileExistsError(f"{path}: already exists; it was left as it is") from None
+        os.replace(temporary, path)
+    else:
+        os.remove(temporary)
+
+
+def write_new_files_atomically(writers: dict[str, Callable[[str], Any]]) -> list[str]:
+    """Writes new files whole, or none of them; never replaces an existing file.
+
+    Each `writers[path](temporary_path)` fills a temporary file next to `path`. Only when
+    every one is written and flushed are they renamed into place, each only if its name
+    is still free.
+
+    Returns:
+        The paths written, in the order given.
+
+    Raises:
+        FileExistsError: one of the paths exists (before or while publishing); nothing
+            this call wrote is left behind.
+    """
+    paths = [os.fspath(path) for path in writers]
+    for path in paths:
+        if os.path.lexists(path):
+            raise FileExistsError(f"{path}: already exists; it was left as it is")
+    temporaries: dict[str, str] = {}
+    published: list[str] = []
+    try:
+        for path, write in zip(paths, writers.values(), strict=True):
+            directory = os.path.dirname(os.path.abspath(path))
+            handle, temporary = tempfile.mkstemp(
+                dir=directory, prefix=TEMPORARY_PREFIX, suffix=f"-{os.path.basename(path)}")
+            os.close(handle)
+            temporaries[path] = temporary
+            write(temporary)
+            with open(temporary, "rb") as file:
+                os.fsync(file.fileno())
+            os.chmod(temporary, 0o666 & ~_umask())
+        for path in paths:
+            _publish_without_replacing(temporaries[path], path)
+            published.append(path)
+        for directory in {os.path.dirname(os.path.abspath(path)) for path in paths}:
+            _fsync_directory(directory)
+    except BaseException:
+        for path in published:  # all or nothing
+            os.remove(path)
+        raise
+    finally:
+        for temporary in temporaries.values():
+            if os.path.exists(temporary):
+                os.remove(temporary)
+    return paths
+
+
 def write_text_atomically(path: str | os.PathLike, text: str) -> None:
     def write(temporary: str) -> None:
         with open(temporary, "w") as file:
@@ -95,6 +165,59 @@ def remove_partial_files(directory: str | os.PathLike) -> None:
                 entry.unlink()
 
 
+def check_folder_replaceable(directory: str | os.PathLike, *,
+                             is_same_kind: Callable[[pathlib.Path], bool], kind: str,
+                             overwrite: bool = False, flag: str = "output folder") -> None:
+    """Raises unless `write_folder_atomically` may write `directory` (call it early, to
+    fail before the work that produces the folder's content).
+
+    Raises:
+        FileExistsError: `directory` is a file, or a non-empty folder that does not hold a
+            `kind` (`is_same_kind`) and `overwrite` is False.
+    """
+    target = pathlib.Path(directory)
+    if target.exists() and not target.is_dir():
+        raise FileExistsError(f"{flag} {str(target)!r}: is a file, not a folder; choose "
+                              f"a new folder for the {kind}")
+    occupied = target.is_dir() and any(target.iterdir())
+    if occupied and not overwrite and not is_same_kind(target):
+        raise FileExistsError(
+            f"{flag} {str(target)!r}: the folder is not empty and does not hold a {kind}; "
+            f"nothing was written. Choose a new or empty folder, or pass overwrite=True "
+            "(--overwrite) to replace the whole folder")
+
+
+def check_output_is_not_input(output: str | os.PathLike, output_flag: str,
+                              inputs: dict[str, str | os.PathLike | None], *,
+                              may_hold_inputs: bool = False) -> None:
+    """Raises if an output would touch an input: the same path, a folder holding an input,
+    or a path inside an input folder.
+
+    `inputs` maps each input's flag to its path (None: not given). Input folders are
+    read-only to the package, and replacing a folder that holds an input, even with
+    `--overwrite`, would destroy the input. `may_hold_inputs=True` allows an output
+    folder that holds an input (for an output that is written into, never replaced whole:
+    a run folder).
+
+    Raises:
+        ValueError: naming both flags and paths.
+    """
+    def inside(path: str, folder: str) -> bool:
+        return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+    target = os.path.realpath(os.fspath(output))
+    for flag, path in inputs.items():
+        if path is None or not os.path.lexists(os.fspath(path)):
+            continue
+        source = os.path.realpath(os.fspath(path))
+        holds = inside(source, target) and (source == target or not may_hold_inputs)
+        if holds or (os.path.isdir(source) and inside(target, source)):
+            raise ValueError(
+                f"{output_flag} {os.fspath(output)!r}: overlaps the input {flag} "
+                f"{os.fspath(path)!r}; input folders and files are only read, never written "
+                f"into. Choose an {output_flag} outside the input")
+
+
 def write_folder_atomically(directory: str | os.PathLike, write: Callable[[pathlib.Path], Any],
                             *, is_same_kind: Callable[[pathlib.Path], bool], kind: str,
                             overwrite: bool = False, flag: str = "output folder") -> pathlib.Path:
@@ -114,15 +237,8 @@ def write_folder_atomically(directory: str | os.PathLike, write: Callable[[pathl
             and `overwrite` is False. Nothing was written.
     """
     target = pathlib.Path(directory)
-    if target.exists() and not target.is_dir():
-        raise FileExistsError(f"{flag} {str(target)!r}: is a file, not a folder; choose "
-                              f"a new folder for the {kind}")
-    occupied = target.is_dir() and any(target.iterdir())
-    if occupied and not overwrite and not is_same_kind(target):
-        raise FileExistsError(
-            f"{flag} {str(target)!r}: the folder is not empty and does not hold a {kind}; "
-            f"nothing was written. Choose a new or empty folder, or pass overwrite=True "
-            "(--overwrite) to replace the whole folder")
+    check_folder_replaceable(target, is_same_kind=is_same_kind, kind=kind, overwrite=overwrite,
+                             flag=flag)
     parent = target.absolute().parent
     parent.mkdir(parents=True, exist_ok=True)
     temporary = pathlib.Path(tempfile.mkdtemp(dir=parent,

@@ -66,7 +66,7 @@ def is_preset_folder(directory: pathlib.Path) -> bool:
 
 def save_to_preset(model, directory, *, weights: str | None = None,
                    metadata: dict | None = None, model_card: str | None = None,
-                   overwrite: bool = False) -> pathlib.Path:
+                   overwrite: bool = False, flag: str = "directory") -> pathlib.Path:
     """Saves a backbone, or a pretrainer (backbone + task files), as a preset folder.
 
     The folder is written in a temporary sibling and renamed into place, so it is
@@ -80,6 +80,7 @@ def save_to_preset(model, directory, *, weights: str | None = None,
         metadata: extra provenance for `metadata.json` (data, metrics, source, ...).
         model_card: the `README.md` text.
         overwrite: replace a non-empty folder that does not hold a preset.
+        flag: the parameter or flag that named `directory`, for messages.
 
     Raises:
         ValueError: an unknown `weights` kind.
@@ -118,7 +119,7 @@ def save_to_preset(model, directory, *, weights: str | None = None,
             (folder / MODEL_CARD_FILE).write_text(model_card)
 
     return write_folder_atomically(directory, write, is_same_kind=is_preset_folder,
-                                   kind="preset folder", overwrite=overwrite)
+                                   kind="preset folder", overwrite=overwrite, flag=flag)
 
 
 def _write_json(path: pathlib.Path, content) -> None:

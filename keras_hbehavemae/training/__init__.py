@@ -7,11 +7,12 @@
 | `optimizer` | the published AdamW, learning-rate schedule and weight-decay exclusions |
 | `run` | `build_training_run`, `run_pretraining` (resume, checkpoints) |
 | `callbacks` | the run's Keras callbacks (metrics, checkpoints, NaN guard) |
+| `stopping` | a polite stop on SIGTERM / Ctrl-C at a step boundary |
 | `run_directory` | the files of a run folder |
 | `outputs` | `final_metrics.json` and the trained preset |
 """
 
-from keras_hbehavemae.training.callbacks import NonFiniteLossError
+from keras_hbehavemae.training.callbacks import LogWriteError, NonFiniteLossError
 from keras_hbehavemae.training.config import TrainingConfig
 from keras_hbehavemae.training.distribution import Distribution, setup_distribution
 from keras_hbehavemae.training.optimizer import published_optimizer, scaled_learning_rate
@@ -23,11 +24,14 @@ from keras_hbehavemae.training.run import (
     run_pretraining,
     schedule_summary,
 )
+from keras_hbehavemae.training.stopping import TrainingInterrupted
 
 __all__ = [
     "Distribution",
+    "LogWriteError",
     "NonFiniteLossError",
     "TrainingConfig",
+    "TrainingInterrupted",
     "TrainingRun",
     "build_pretrainer",
     "build_training_run",

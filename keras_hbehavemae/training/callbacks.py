@@ -6,11 +6,18 @@
 | `HeldOutLoss` | epochs with epoch % every == 0 | `model.evaluate` on the held-out split, logged as `test_loss` |
 | `EpochMetricsLog` | every epoch | one JSON line: `epoch`, `train_<metric>`, `test_loss` |
 | `StepScalars` | every n steps | TensorBoard scalars `loss`, `grad_norm`, `learning_rate` at the optimizer step |
+| `EpochTensorBoard` | every epoch | Keras's TensorBoard epoch curves |
 | `EpochCheckpoint` | every epoch with a finite loss | checkpoint + `state.json`, then retention |
+| `stopping.GracefulStop` | every step | stops at the next step boundary after SIGTERM / Ctrl-C |
 
 They run in this order, so that `test_loss` reaches the log, TensorBoard and the progress bar,
 and an epoch is logged before it is checkpointed (a resumed run drops log lines of epochs
-that were not checkpointed).
+that were not checkpointed). An epoch that a stop signal cut short (`StopRequest`) is
+neither logged nor checkpointed.
+
+A TensorBoard write that fails (a full disk, a folder removed under the run) stops
+training with `LogWriteError`, an `OSError` whose one-line message names the log folder;
+the epochs checkpointed before stay as they are.
 """  # noqa: E501
 
 from __future__ import annotations
@@ -24,10 +31,41 @@ import keras
 import numpy as np
 
 from keras_hbehavemae.training import run_directory
+from keras_hbehavemae.training.stopping import StopRequest
 
 
 class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite."""
+
+
+class LogWriteError(OSError):
+    """Writing the TensorBoard logs failed (a full disk, a removed folder, ...)."""
+
+
+def _failure_reason(error: BaseException) -> str:
+    """The cause of a failed write in a few words (the first line, without TF's op prefix)."""
+    text = getattr(error, "strerror", None) or getattr(error, "message", None) or str(error)
+    if "No space left on device" in text:
+        return "No space left on device"
+    line = text.strip().splitlines()[0] if text.strip() else type(error).__name__
+    if line.startswith("{{") and "}}" in line:
+        line = line.split("}}", 1)[1].strip()
+    return line[:200]
+
+
+def _write_failed(log_dir: str, error: BaseException) -> LogWriteError:
+    return LogWriteError(
+        f"--log_dir {log_dir!r}: cannot write the TensorBoard logs "
+        f"({_failure_reason(error)}); training stopped, and the checkpoints already written "
+        "are intact. Free some space (or choose another --log_dir) and rerun the same command "
+        "to resume")
+
+
+def _writer_errors():
+    """The exception types a failed summary write raises."""
+    import tensorflow as tf
+
+    return (OSError, tf.errors.OpError)
 
 
 def _to_float(value) -> float:
@@ -72,16 +110,19 @@ class HeldOutLoss(keras.callbacks.Callback):
     """Adds `test_loss` (masked loss over the whole held-out split) to the epoch logs.
 
     Runs at epochs with `epoch % every == 0` (0-based), with random masks and no
-    augmentation, as published, and not after a stopped (non-finite) epoch.
+    augmentation, and neither after a stopped (non-finite) epoch nor once a stop signal
+    arrived (`stop`).
     """
 
-    def __init__(self, dataset, every: int = 5):
+    def __init__(self, dataset, every: int = 5, stop: StopRequest | None = None):
         super().__init__()
         self.dataset = dataset
         self.every = every
+        self.stop = stop if stop is not None else StopRequest()
 
     def on_epoch_end(self, epoch, logs=None):
-        if logs is None or epoch % self.every or self.model.stop_training:
+        if (logs is None or epoch % self.every or self.model.stop_training
+                or self.stop.requested is not None):
             return
         result = self.model.evaluate(self.dataset, verbose=0, return_dict=True)
         logs["test_loss"] = _to_float(result["loss"])
@@ -92,17 +133,21 @@ class EpochMetricsLog(keras.callbacks.Callback):
 
     Keys: `epoch` (0-based), `train_<name>` for every training log (`train_loss`,
     `train_grad_norm`, `train_learning_rate`), `test_loss` when evaluated, `epoch_seconds`.
+    An epoch abandoned on a stop signal (`stop`) is not logged.
     """
 
-    def __init__(self, output_dir: str):
+    def __init__(self, output_dir: str, stop: StopRequest | None = None):
         super().__init__()
         self.output_dir = output_dir
+        self.stop = stop if stop is not None else StopRequest()
         self._start = time.time()
 
     def on_epoch_begin(self, epoch, logs=None):
         self._start = time.time()
 
     def on_epoch_end(self, epoch, logs=None):
+        if self.stop.epoch_abandoned(epoch):
+            return
         line = {"epoch": int(epoch), "epoch_seconds": round(time.time() - self._start, 3)}
         for name, value in (logs or {}).items():
             key = name if name.startswith("test_") else f"train_{name}"
@@ -116,13 +161,14 @@ class StepScalars(keras.callbacks.Callback):
     The step is absolute (read from `optimizer.iterations` when training starts), so a
     resumed run continues the curves instead of restarting them at 0. `loss` and
     `grad_norm` are the epoch's running means as Keras reports them; `learning_rate` is
-    the step's own.
+    the step's own. A failed write raises `LogWriteError` naming `log_dir`.
     """
 
     NAMES = ("loss", "grad_norm", "learning_rate")
 
     def __init__(self, log_dir: str, every_n_steps: int = 1):
         super().__init__()
+        self.root = log_dir
         self.log_dir = os.path.join(log_dir, "steps")
         self.every_n_steps = every_n_steps
         self._writer = None
@@ -131,7 +177,10 @@ class StepScalars(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         import tensorflow as tf
 
-        self._writer = tf.summary.create_file_writer(self.log_dir)
+        try:
+            self._writer = tf.summary.create_file_writer(self.log_dir)
+        except _writer_errors() as error:
+            raise _write_failed(self.root, error) from None
         self._step = int(_to_float(self.model.optimizer.iterations))
 
     def on_train_batch_end(self, batch, logs=None):
@@ -140,15 +189,63 @@ class StepScalars(keras.callbacks.Callback):
         self._step += 1
         if self._step % self.every_n_steps or not logs:
             return
-        with self._writer.as_default(step=self._step):
-            for name in self.NAMES:
-                if name in logs:
-                    tf.summary.scalar(name, _to_float(logs[name]))
+        values = {name: _to_float(logs[name]) for name in self.NAMES if name in logs}
+        try:
+            with self._writer.as_default(step=self._step):
+                for name, value in values.items():
+                    tf.summary.scalar(name, value)
+        except _writer_errors() as error:
+            self._abandon_writer()
+            raise _write_failed(self.root, error) from None
+
+    def _abandon_writer(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            try:
+                writer.close()
+            except _writer_errors():
+                pass  # the write already failed; the error says so
 
     def on_train_end(self, logs=None):
-        if self._writer is not None:
+        if self._writer is None:
+            return
+        try:
             self._writer.flush()
             self._writer.close()
+        except _writer_errors() as error:
+            self._writer = None
+            raise _write_failed(self.root, error) from None
+        self._writer = None
+
+
+class EpochTensorBoard(keras.callbacks.TensorBoard):
+    """Keras's `TensorBoard` callback (epoch curves), with two changes: an epoch abandoned
+    on a stop signal is not logged, and a failed write raises `LogWriteError` naming
+    `log_dir` instead of the writer's traceback."""
+
+    def __init__(self, log_dir: str, stop: StopRequest | None = None, **kwargs):
+        super().__init__(log_dir, **kwargs)
+        self.stop = stop if stop is not None else StopRequest()
+
+    def _guarded(self, method, *args):
+        try:
+            return method(*args)
+        except _writer_errors() as error:
+            try:
+                self._close_writers()
+            except _writer_errors():
+                pass
+            raise _write_failed(self.log_dir, error) from None
+
+    def on_train_begin(self, logs=None):
+        self._guarded(super().on_train_begin, logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not self.stop.epoch_abandoned(epoch):
+            self._guarded(super().on_epoch_end, epoch, logs)
+
+    def on_train_end(self, logs=None):
+        self._guarded(super().on_train_end, logs)
 
 
 def seed_generator_states(model) -> list[list[int]]:
@@ -181,21 +278,24 @@ class EpochCheckpoint(keras.callbacks.Callback):
        published schedule (epoch % `every` == 0, the last epoch) are deleted.
 
     A crash in 1 or 2 leaves the previous checkpoint and state untouched; deletion only
-    follows a complete write. An epoch with a non-finite loss is never checkpointed.
+    follows a complete write. An epoch with a non-finite loss, or one that a stop signal
+    cut short (`stop`), is never checkpointed.
     """
 
     def __init__(self, output_dir: str, epochs: int, every: int = 20, keep_last: int = 2,
-                 sessions: list | None = None):
+                 sessions: list | None = None, stop: StopRequest | None = None):
         super().__init__()
         self.output_dir = output_dir
         self.epochs = epochs
         self.every = every
         self.keep_last = keep_last
         self.sessions = list(sessions or [])
+        self.stop = stop if stop is not None else StopRequest()
 
     def on_epoch_end(self, epoch, logs=None):
         loss = (logs or {}).get("loss")
-        if loss is None or not math.isfinite(_to_float(loss)):
+        if (loss is None or not math.isfinite(_to_float(loss))
+                or self.stop.epoch_abandoned(epoch)):
             return
         path = run_directory.checkpoint_path(self.output_dir, epoch)
         run_directory.save_weights_atomically(self.model, path)

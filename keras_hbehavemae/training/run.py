@@ -1,5 +1,4 @@
-"""Pretraining runs: the published recipe (docs/model.md, "Training recipe") with resumable,
-atomic checkpoints.
+"""Pretraining runs: the published recipe with resumable, atomic checkpoints.
 
 `run_pretraining(model_config, data, training, output_dir)` trains an `HBehaveMAE` on a
 `PretrainingData` and leaves in `output_dir` (see `run_directory` for the file formats):
@@ -7,11 +6,29 @@ checkpoints and `state.json`, `run_config.json`, `metrics.jsonl`, TensorBoard lo
 `log_dir`, default `output_dir/logs`), `final_metrics.json` and the trained model as a
 preset folder `output_dir/preset/`.
 
-Rerunning the same call after a crash (even `kill -9`) resumes from the last completed
-epoch: model and optimizer variables (moments and the step counter that drives the
-learning-rate schedule) come from the checkpoint, the epoch counter and the mask RNG state
-from `state.json`. The data pipeline restarts its (seeded) shuffle, so a resumed run sees
-a different window order than an uninterrupted one would.
+**One writer.** A run holds an exclusive lock on `output_dir` (`files.locking`, the file
+`run.lock` with the holder's PID, host and start time) from start to end. A second run on
+the same folder stops at once with `FolderInUseError`, naming the folder and the holder.
+The kernel drops the lock of a dead process, so a `kill -9` never blocks the rerun.
+
+**Resume.** Rerunning the same call after a crash (even `kill -9`) resumes from the last
+completed epoch: model and optimizer variables (moments and the step counter that drives
+the learning-rate schedule) come from the checkpoint, the epoch counter and the mask RNG
+state from `state.json`. The data pipeline restarts its (seeded) shuffle, so a resumed run
+sees a different window order than an uninterrupted one would.
+
+**SIGTERM and Ctrl-C** stop the run at the next step boundary (`stopping`). The design:
+the partial epoch is *abandoned*, not checkpointed. The last completed epoch's checkpoint
+and `state.json` stay the run's consistent state (a checkpoint always holds whole epochs,
+so `metrics.jsonl`, the schedule and the retention rule never see a fraction of one), and
+`state.json` gets a record of the stop in its session list. If the signal arrives in an
+epoch's last step, that epoch completes and is checkpointed first. `run_pretraining` then
+raises `TrainingInterrupted` (exit status 143 for SIGTERM, 130 for Ctrl-C in the
+command), and a rerun resumes from the last completed epoch: at most one epoch's steps
+are repeated, as after `kill -9`. A second signal is not caught.
+
+**Failed log writes.** A TensorBoard write that fails (a full disk) raises `LogWriteError`
+(an `OSError` naming the log folder); the checkpoints written so far stay consistent.
 
 Building blocks: `TrainingConfig`, `setup_distribution`, `build_pretrainer`,
 `build_training_run`, `restore_checkpoint`.
@@ -45,12 +62,14 @@ import keras
 
 from keras_hbehavemae.data.recipes import PretrainingData
 from keras_hbehavemae.errors import invalid
-from keras_hbehavemae.loading import load_weights_into
+from keras_hbehavemae.files.locking import FolderLock
+from keras_hbehavemae.loading import check_weights_consent, load_weights_into
 from keras_hbehavemae.models import HBehaveMAE, HBehaveMAEBackbone, HBehaveMAEConfig
 from keras_hbehavemae.training import run_directory
 from keras_hbehavemae.training.callbacks import (
     EpochCheckpoint,
     EpochMetricsLog,
+    EpochTensorBoard,
     HeldOutLoss,
     NonFiniteLossError,
     NonFiniteLossGuard,
@@ -65,6 +84,12 @@ from keras_hbehavemae.training.optimizer import (
     scaled_learning_rate,
 )
 from keras_hbehavemae.training.outputs import write_final_outputs
+from keras_hbehavemae.training.stopping import (
+    GracefulStop,
+    StopRequest,
+    TrainingInterrupted,
+    signal_name,
+)
 
 
 def build_pretrainer(model_config: HBehaveMAEConfig, seed: int = 0,
@@ -129,7 +154,7 @@ def schedule_summary(data: PretrainingData, training: TrainingConfig,
 def build_training_run(model_config: HBehaveMAEConfig, data: PretrainingData,
                        training: TrainingConfig | None = None, *, preset: str | None = None,
                        distribution: Distribution | None = None,
-                       jit_compile: bool | str = "auto",
+                       jit_compile: bool | str = "auto", allow_random_weights: bool = False,
                        **training_options) -> TrainingRun:
     """Builds and compiles the pretrainer for `training` (or `TrainingConfig(**options)`).
 
@@ -148,6 +173,8 @@ def build_training_run(model_config: HBehaveMAEConfig, data: PretrainingData,
             TensorFlow only with a GPU), True or False. Not part of the configuration a
             resume must match: the model's numbers agree to rounding, but under TensorFlow
             XLA draws other random masks than the default kernels do.
+        allow_random_weights: accept a `preset` whose weights are random (`none`: the
+            architecture only; `initial`): training then starts from scratch.
     """
     if jit_compile not in ("auto", True, False):
         raise invalid("jit_compile", jit_compile, "must be 'auto', True or False")
@@ -163,7 +190,8 @@ def build_training_run(model_config: HBehaveMAEConfig, data: PretrainingData,
     with distribution.scope():
         model = build_pretrainer(model_config, training.seed, training.precision)
         if preset is not None:
-            load_weights_into(model, preset, parameter="--preset")
+            load_weights_into(model, preset, parameter="--preset",
+                              allow_random_weights=allow_random_weights)
         schedule = WarmupHalfCosineSchedule(learning_rate, steps, training.epochs,
                                             training.warmup_epochs, training.min_lr)
         model.compile(optimizer=published_optimizer(model, schedule, training.weight_decay,
@@ -223,21 +251,48 @@ def _run_config(model_config: HBehaveMAEConfig, data: PretrainingData,
 
 
 def _callbacks(run: TrainingRun, output_dir: str, log_dir: str, sessions: list, guard,
-               extra: list) -> list:
+               stop: StopRequest, extra: list) -> list:
     training = run.training
     callbacks = [guard]
     test = run.test_dataset()
     if test is not None:
-        callbacks.append(HeldOutLoss(test, training.test_every))
+        callbacks.append(HeldOutLoss(test, training.test_every, stop))
     callbacks += [
-        EpochMetricsLog(output_dir),
+        EpochMetricsLog(output_dir, stop),
         StepScalars(log_dir, training.log_every_n_steps),
-        keras.callbacks.TensorBoard(log_dir, update_freq="epoch", write_graph=False,
-                                    profile_batch=0),
+        EpochTensorBoard(log_dir, stop, update_freq="epoch", write_graph=False,
+                         profile_batch=0),
         EpochCheckpoint(output_dir, training.epochs, training.checkpoint_every,
-                        training.keep_last, sessions),
+                        training.keep_last, sessions, stop),
     ]
-    return callbacks + list(extra)
+    return callbacks + list(extra) + [GracefulStop(stop, run.steps_per_epoch)]
+
+
+def _interrupted(stop: StopRequest, output_dir: str, steps_per_epoch: int,
+                 sessions: list, trained: bool) -> TrainingInterrupted:
+    """Records the stop in `state.json` (when an epoch has completed) and builds the error."""
+    name = signal_name(stop.requested)
+    if stop.abandoned is not None:
+        epoch, steps = stop.abandoned
+        where = (f"in epoch {epoch} after {steps} of {steps_per_epoch} steps; that partial "
+                 "epoch was abandoned")
+    elif not trained:
+        where = "before training started"
+    else:
+        where = "at the end of an epoch"
+    state = run_directory.read_state(output_dir)
+    if state is None:
+        kept = "no epoch had completed, so a rerun starts afresh"
+    else:
+        ended = dict(sessions[-1], stopped_by=name,
+                     stopped=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+                     abandoned_epoch=None if stop.abandoned is None else stop.abandoned[0])
+        run_directory.write_state(output_dir, dict(state, sessions=sessions[:-1] + [ended]))
+        kept = (f"{state['completed_epochs']} completed epochs are kept "
+                f"({state['checkpoint']})")
+    return TrainingInterrupted(stop.requested, (
+        f"stopped by {name} {where}; --output_dir {output_dir!r}: {kept}. Rerun the same "
+        "command to resume"))
 
 
 def _say(verbose, message: str) -> None:
@@ -248,11 +303,13 @@ def _say(verbose, message: str) -> None:
 def run_pretraining(model_config: HBehaveMAEConfig, data: PretrainingData,
                     training: TrainingConfig, output_dir: str, *, log_dir: str | None = None,
                     preset: str | None = None, callbacks: list | tuple = (),
-                    verbose: str | int = "auto", jit_compile: bool | str = "auto") -> dict:
+                    verbose: str | int = "auto", jit_compile: bool | str = "auto",
+                    allow_random_weights: bool = False) -> dict:
     """Trains (or resumes training) and writes the run directory; returns the final summary.
 
     Before training: `output_dir` and `log_dir` must be writable and hold room for two
-    checkpoints; an existing `run_config.json` must match this configuration.
+    checkpoints; no other process may be running in `output_dir`; an existing
+    `run_config.json` must match this configuration.
 
     Args:
         model_config: the model.
@@ -264,57 +321,78 @@ def run_pretraining(model_config: HBehaveMAEConfig, data: PretrainingData,
         callbacks: extra Keras callbacks, run after the built-in ones.
         verbose: `model.fit`'s verbosity ("auto": progress bar); 0 also silences messages.
         jit_compile: as in `build_training_run` (XLA for TensorFlow on CPU: True).
+        allow_random_weights: accept a `preset` without trained weights (training from
+            scratch on its architecture).
 
     Raises:
         ValueError: invalid settings, or `output_dir` holding a run with another
             configuration (the message names the differing keys).
-        OSError: an unwritable folder or too little disk space.
+        FolderInUseError: another process is running in `output_dir` (the message names
+            it).
+        OSError: an unwritable folder or too little disk space; `LogWriteError` when a
+            TensorBoard write fails during training.
         NonFiniteLossError: the loss became NaN/inf; every checkpoint is kept.
+        TrainingInterrupted: SIGTERM or Ctrl-C (see the module docstring).
     """
     start = time.time()
     log_dir = log_dir or os.path.join(output_dir, "logs")
     run_directory.check_writable(output_dir, "--output_dir")
-    run_directory.check_writable(log_dir, "--log_dir")
-    run_directory.remove_partial_files(output_dir)
-    distribution = setup_distribution(training.distribute)
-    run_directory.check_run_config(output_dir, _run_config(
-        model_config, data, training, distribution, preset, output_dir, log_dir))
-    state = run_directory.read_state(output_dir)
-    run = build_training_run(model_config, data, training, distribution=distribution,
-                             preset=preset if state is None else None, jit_compile=jit_compile)
-    run_directory.check_free_space(
-        output_dir, 2 * run_directory.checkpoint_bytes(run.model.count_params()), "--output_dir")
+    with FolderLock(output_dir, flag="--output_dir"), StopRequest() as stop:
+        run_directory.check_writable(log_dir, "--log_dir")
+        run_directory.remove_partial_files(output_dir)
+        if preset is not None and run_directory.read_state(output_dir) is None:
+            check_weights_consent(preset, allow_random_weights, "--preset")  # before any file
+        distribution = setup_distribution(training.distribute)
+        run_directory.check_run_config(output_dir, _run_config(
+            model_config, data, training, distribution, preset, output_dir, log_dir))
+        state = run_directory.read_state(output_dir)
+        run = build_training_run(model_config, data, training, distribution=distribution,
+                                 preset=preset if state is None else None,
+                                 jit_compile=jit_compile,
+                                 allow_random_weights=allow_random_weights)
+        run_directory.check_free_space(
+            output_dir, 2 * run_directory.checkpoint_bytes(run.model.count_params()),
+            "--output_dir")
 
-    completed = 0
-    if state is not None:
-        restore_checkpoint(run, output_dir, state)
-        completed = state["completed_epochs"]
-        _say(verbose, f"Resuming {output_dir} from {state['checkpoint']}: {completed} of "
-                      f"{training.epochs} epochs done.")
-    run_directory.truncate_metrics(output_dir, completed)
-    sessions = (state or {}).get("sessions", []) + [{
-        "start_epoch": completed,
-        "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "backend": keras.config.backend(),
-        "replicas": distribution.num_replicas,
-    }]
-    if completed < training.epochs:
-        guard = NonFiniteLossGuard()
-        run.model.fit(run.train_dataset(), epochs=training.epochs, initial_epoch=completed,
-                      steps_per_epoch=run.steps_per_epoch, shuffle=False, verbose=verbose,
-                      callbacks=_callbacks(run, output_dir, log_dir, sessions, guard,
-                                           list(callbacks)))
-        if guard.error is not None:
-            last = run_directory.read_state(output_dir)
-            kept = (f"the last good checkpoint is {last['checkpoint']} (epoch "
-                    f"{last['completed_epochs'] - 1})" if last else "no epoch had completed")
-            raise NonFiniteLossError(
-                f"{guard.error}. Every checkpoint in {output_dir} was kept; {kept}. Lower the "
-                "learning rate (--blr/--lr) or check the data for NaN/inf values.")
-    else:
-        _say(verbose, f"{output_dir}: all {training.epochs} epochs were already done.")
-    state = run_directory.read_state(output_dir)
-    summary = write_final_outputs(run, output_dir, state, time.time() - start)
+        completed = 0
+        if state is not None:
+            restore_checkpoint(run, output_dir, state)
+            completed = state["completed_epochs"]
+            _say(verbose, f"Resuming {output_dir} from {state['checkpoint']}: {completed} of "
+                          f"{training.epochs} epochs done.")
+        run_directory.truncate_metrics(output_dir, completed)
+        sessions = (state or {}).get("sessions", []) + [{
+            "start_epoch": completed,
+            "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "backend": keras.config.backend(),
+            "replicas": distribution.num_replicas,
+        }]
+        if completed < training.epochs:
+            guard = NonFiniteLossGuard()
+            trained = stop.requested is None
+            if trained:
+                run.model.fit(run.train_dataset(), epochs=training.epochs,
+                              initial_epoch=completed, steps_per_epoch=run.steps_per_epoch,
+                              shuffle=False, verbose=verbose,
+                              callbacks=_callbacks(run, output_dir, log_dir, sessions, guard,
+                                                   stop, list(callbacks)))
+            stop.uninstall()  # the final outputs are written with the default handlers
+            if guard.error is not None:
+                last = run_directory.read_state(output_dir)
+                kept = (f"the last good checkpoint is {last['checkpoint']} (epoch "
+                        f"{last['completed_epochs'] - 1})" if last else "no epoch had completed")
+                raise NonFiniteLossError(
+                    f"{guard.error}. Every checkpoint in {output_dir} was kept; {kept}. Lower "
+                    "the learning rate (--blr/--lr) or check the data for NaN/inf values.")
+            state = run_directory.read_state(output_dir)
+            if stop.requested is not None and (state is None
+                                               or state["completed_epochs"] < training.epochs):
+                raise _interrupted(stop, output_dir, run.steps_per_epoch, sessions,
+                                   trained)
+        else:
+            _say(verbose, f"{output_dir}: all {training.epochs} epochs were already done.")
+        state = run_directory.read_state(output_dir)
+        summary = write_final_outputs(run, output_dir, state, time.time() - start)
     _say(verbose, f"Done: {output_dir} (train loss {summary['train_loss']:.4f}"
          + (f", test loss {summary['test_loss']:.4f}" if summary["test_loss"] is not None
             else "") + ").")

@@ -36,6 +36,7 @@ from helpers import small_training as training
 from keras_hbehavemae import HBehaveMAE, HBehaveMAEBackbone, HBehaveMAEConfig
 from keras_hbehavemae.data import write_synthetic_dataset
 from keras_hbehavemae.data.recipes import PretrainingData
+from keras_hbehavemae.files.locking import read_holder
 from keras_hbehavemae.training import build_pretrainer, run_directory, run_pretraining
 from keras_hbehavemae.training.callbacks import EpochCheckpoint, NonFiniteLossError
 from keras_hbehavemae.training.optimizer import published_optimizer
@@ -300,10 +301,11 @@ def resumed_run(data_dir, tmp_path_factory):
     os.kill(first.pid, signal.SIGKILL)
     _, first_errors = first.communicate(timeout=60)
     assert state is not None, f"no checkpoint before the kill:\n{first_errors[-3000:]}"
+    stale_holder = read_holder(output_dir)  # the killed run's lock record stays behind
     status, output = rerun(arguments, environment)
     assert status == 0, output[-3000:]
     return {"output_dir": output_dir, "state_at_kill": state, "alive_at_kill": alive_at_kill,
-            "second_output": output}
+            "second_output": output, "stale_holder": stale_holder, "first_pid": first.pid}
 
 
 @pytest.mark.slow
@@ -312,6 +314,9 @@ def test_killed_run_resumes_from_the_last_completed_epoch(resumed_run):
     assert resumed_run["alive_at_kill"], "the run finished before it could be killed"
     assert at_kill["completed_epochs"] >= 1
     assert "Resuming" in resumed_run["second_output"]
+    # The killed run's lock record did not block the rerun (the kernel dropped its flock).
+    assert resumed_run["stale_holder"]["pid"] == resumed_run["first_pid"]
+    assert read_holder(output_dir) is None
     state = run_directory.read_state(output_dir)
     assert state["completed_epochs"] == EPOCHS
     sessions = state["sessions"]
@@ -392,7 +397,20 @@ def test_invalid_settings_print_the_error_and_fail(tmp_path, data_dir, capsys, a
 
 
 def test_keypoints_dataset_needs_the_architecture(tmp_path, capsys):
-    flag_values = parse_pretrain_flags("--dataset=keypoints", f"--path_to_data_dir={tmp_path}",
+    (tmp_path / "data").mkdir()
+    flag_values = parse_pretrain_flags("--dataset=keypoints",
+                                       f"--path_to_data_dir={tmp_path / 'data'}",
                                        f"--output_dir={tmp_path / 'out'}")
     assert pretrain_script().run(flag_values) == 1
     assert "--input_size" in capsys.readouterr().err
+
+
+def test_an_output_dir_inside_the_data_folder_is_refused(tmp_path, capsys):
+    flag_values = parse_pretrain_flags("--dataset=keypoints", f"--path_to_data_dir={tmp_path}",
+                                       f"--output_dir={tmp_path / 'out'}")
+    assert pretrain_script().run(flag_values) == 1
+    error = capsys.readouterr().err
+    assert error.startswith(f"error: --output_dir '{tmp_path / 'out'}': overlaps the input "
+                            f"--path_to_data_dir '{tmp_path}'; input folders and files are "
+                            "only read")
+    assert not (tmp_path / "out").exists()
