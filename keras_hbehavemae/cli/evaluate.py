@@ -91,12 +91,12 @@ def main(argv):
     import numpy as np
 
     from keras_hbehavemae import evaluation as probes
-    from keras_hbehavemae.files.npy import read_npy
     from keras_hbehavemae.files.atomic import (
         check_folder_replaceable,
         check_output_is_not_input,
         write_folder_atomically,
     )
+    from keras_hbehavemae.files.npy import read_npy
 
     folder_rules = dict(is_same_kind=is_probe_folder, kind="probe results folder",
                         overwrite=FLAGS.overwrite, flag="--output_dir")
