@@ -4,11 +4,11 @@ PyTorch key names into a Keras weights file or a preset folder.
 The file is read without torch and without executing pickle code.
 
 Usage:
-    python scripts/convert_checkpoint.py --checkpoint checkpoint-199.pth \\
+    hbehavemae convert --checkpoint checkpoint-199.pth \\
         --output presets/my_model            # a preset folder (backbone + decoder)
-    python scripts/convert_checkpoint.py --checkpoint checkpoint-199.pth \\
+    hbehavemae convert --checkpoint checkpoint-199.pth \\
         --output encoder.weights.h5 --backbone_only
-    python scripts/convert_checkpoint.py --checkpoint weights.npz --config config.json \\
+    hbehavemae convert --checkpoint weights.npz --config config.json \\
         --output presets/my_model            # no training args inside: give the config
 """
 
@@ -16,7 +16,9 @@ import json
 import os
 import sys
 
-from absl import app, flags
+from absl import flags
+
+from keras_hbehavemae.cli.usage import run_command
 
 FLAGS = flags.FLAGS
 def define_flags() -> None:
@@ -59,7 +61,7 @@ def main(argv):
 def command(argv: list[str] | None = None) -> None:
     """The `hbehavemae convert` command (`hbehavemae-convert`)."""
     define_flags()
-    app.run(main, argv=argv)
+    run_command(main, sys.argv if argv is None else argv, __doc__)
 
 
 if __name__ == "__main__":

@@ -1,16 +1,25 @@
-"""Extract per-frame embeddings of a trained hBehaveMAE encoder and write submission files.
+"""Extract per-frame embeddings of a trained hBehaveMAE encoder.
 
-Implements SPEC §10: the encoder runs unmasked over edge-padded windows of every
-evaluation sequence ("exact": all stride-1 windows, averaged per frame; "fast": one
-centre token per window), each level is optionally reduced by PCA, and per level
-`test_submission_{k}.npy` (a NumPy-saved dict with `frame_number_map` and float32
-`embeddings`), `level_{k}.npy` and `frame_number_map.json` are written to
+Your pose-tracking files (`--data`, as for `hbehavemae pretrain`): one `<name>.npz` per
+recording, one array `level_{k}` `[T, D_k]` per level aligned with the recording's frames,
+with its `time` and `frame` coordinates, a JSON sidecar naming the source file, and
+`recordings.json` (see `keras_hbehavemae.embeddings.recordings`). The preprocessing the
+preset recorded (keypoints, individuals, confidence threshold, normalisation, frame rate)
+is repeated. `--write_submission` also writes the published submission files:
+
+    hbehavemae embed --preset runs/mine/preset --data "sessions/*.h5" --output_dir emb/
+
+A published dataset (`--dataset`, `--path_to_data_dir`): the encoder runs unmasked over
+edge-padded windows of every evaluation sequence ("exact": all stride-1 windows, averaged
+per frame; "fast": one centre token per window), each level is optionally reduced by PCA,
+and per level `test_submission_{k}.npy` (a NumPy-saved dict with `frame_number_map` and
+float32 `embeddings`), `level_{k}.npy` and `frame_number_map.json` are written to
 `--output_dir`. See `keras_hbehavemae.embeddings.extraction`.
 
 When the sequences carry per-frame labels (the synthetic data does), the folder also gets
-`labels.npy` (the published labels layout, read by `scripts/evaluate.py`) and
+`labels.npy` (the published labels layout, read by `hbehavemae evaluate`) and
 `keypoints.npy`: the raw keypoints `[N_frames, H·W]` after the same normalisation the
-encoder sees, in the same frame order. `scripts/evaluate.py` finds both there and probes
+encoder sees, in the same frame order. `hbehavemae evaluate` finds both there and probes
 the keypoints as the raw-keypoint baseline.
 
 Data: `--path_to_data_dir` is a split file, read directly, or the data folder of
@@ -26,27 +35,31 @@ import os
 import sys
 import time
 
-from absl import app, flags
+from absl import flags
 
+from keras_hbehavemae.cli.pose_flags import define_pose_flags, embed_pose_data, embedding_defaults
+from keras_hbehavemae.cli.usage import run_command
 from keras_hbehavemae.data.layouts import DATASETS, layout
 
 FLAGS = flags.FLAGS
 def define_flags() -> None:
     """Defines this command's flags on absl's global `FLAGS` (once per process)."""
     flags.DEFINE_string("preset", None, "Preset folder of the trained backbone "
-                        "(keras_hbehavemae.presets.save_to_preset).")
+                        "(hbehavemae pretrain writes RUN/preset).")
     flags.DEFINE_enum("dataset", "synthetic", DATASETS, "Which reader and preprocessing to use.")
     flags.DEFINE_string("path_to_data_dir", None, "A data file, or a folder laid out as in the "
-                        "table of the module docstring.")
+                        "table of keras_hbehavemae.data.layouts (or give --data: your pose "
+                        "files).")
     flags.DEFINE_string("split", None, "Split to read from a folder (default: test; hbabel: val).")
     flags.DEFINE_enum("mode", "exact", ("exact", "fast", "strided"), "exact: mean over all "
-                      "stride-1 windows (SPEC §10); fast: centre token of every 2nd window (SPEC); "
+                      "stride-1 windows (published); fast: centre token of every 2nd window "
+                      "(published); "
                       "strided: mean over every k-th window (k = --window_stride), ~T/4× cheaper.")
     flags.DEFINE_integer("window_stride", None, "k of --mode strided (default num_frames // 4).")
     flags.DEFINE_bool("embedsum", None, "Mean over the H_k·W_k tokens instead of flattening them "
                       "(default: on for the mouse datasets, off otherwise, as published).")
     flags.DEFINE_bool("pca", False, "Reduce levels with D above the limit by PCA fitted on the "
-                      "extracted embeddings (SPEC §10).")
+                      "extracted embeddings (published).")
     flags.DEFINE_integer("pca_dim", None, "PCA limit (default: the published one, 64 Shot7M2 and "
                          "hBABEL, 128 MABe22 and synthetic; 64 for generic keypoints).",
                          lower_bound=1)
@@ -62,10 +75,11 @@ def define_flags() -> None:
                       "levels concatenated).")
     flags.DEFINE_bool("fill_holes", False, "MABe hole filling (mouse datasets; off as published).")
     flags.DEFINE_bool("write_labels", True, "If the sequences carry labels, also write labels.npy "
-                      "and the raw-keypoint baseline keypoints.npy for scripts/evaluate.py.")
+                      "and the raw-keypoint baseline keypoints.npy for hbehavemae evaluate.")
     flags.DEFINE_bool("allow_random_weights", False, "Accept a preset without trained weights "
                       "(an untrained control): its embeddings are those of random weights.")
-    flags.mark_flags_as_required(["preset", "path_to_data_dir", "output_dir"])
+    define_pose_flags(embedding=True)
+    flags.mark_flags_as_required(["preset", "output_dir"])
 
 
 def read_sequences(dataset: str, path: str, split: str | None, expected_hw, fill_holes: bool):
@@ -101,7 +115,10 @@ def write_labels_and_baseline(sequences, output_dir: str, normalise) -> list[str
 
 
 def main(argv):
-    del argv
+    if len(argv) > 1:
+        print(f"error: unexpected arguments {argv[1:]} (quote a --data glob, so that the shell "
+              "does not expand it)", file=sys.stderr)
+        return 1
     from keras_hbehavemae import embeddings
     from keras_hbehavemae.data.normalisation import ArenaNormalisation
     from keras_hbehavemae.files.atomic import write_json_atomically
@@ -112,6 +129,10 @@ def main(argv):
                               allow_random_weights=FLAGS.allow_random_weights)
         if FLAGS.jit_compile != "auto":
             backbone.compile(jit_compile=FLAGS.jit_compile == "true")
+        if FLAGS.data is not None:  # your pose files: one embedding file per recording
+            return embed_pose_data(FLAGS, backbone)
+        if FLAGS.path_to_data_dir is None:
+            raise ValueError("give --data (your pose files) or --path_to_data_dir")
         input_size = tuple(int(v) for v in backbone.geometry.config.input_size)
         sequences = read_sequences(FLAGS.dataset, FLAGS.path_to_data_dir, FLAGS.split,
                                    input_size[1:], FLAGS.fill_holes)
@@ -140,7 +161,7 @@ def main(argv):
         if FLAGS.write_labels:
             extra = write_labels_and_baseline(sequences, FLAGS.output_dir, normalise)
             paths.update({os.path.basename(path): path for path in extra})
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, OSError, ImportError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     summary = {
@@ -170,7 +191,8 @@ def main(argv):
 def command(argv: list[str] | None = None) -> None:
     """The `hbehavemae embed` command (`hbehavemae-embed`)."""
     define_flags()
-    app.run(main, argv=argv)
+    run_command(main, sys.argv if argv is None else argv, __doc__,
+                effective_defaults=embedding_defaults)
 
 
 if __name__ == "__main__":

@@ -1,13 +1,18 @@
-"""Probe extracted embeddings with linear probes (SPEC §11) and write a score table.
+"""Probe extracted embeddings with linear probes (the published protocol) and write a score table.
 
 Inputs:
-  --embeddings  a folder written by the extraction script: per-level `level_{k}.npy`
-                arrays [N_frames, D_k] with `frame_number_map.json`, or
+  --embeddings  a folder written by `hbehavemae embed`: per recording `<name>.npz` with
+                `recordings.json` (`embed --data`, your pose files); or per-level
+                `level_{k}.npy` arrays [N_frames, D_k] with `frame_number_map.json`, or
                 `test_submission_{k}.npy` dicts {frame_number_map, embeddings}.
-  --labels      a `.npy` dict in the published labels layout: frame_number_map,
-                label_array [n_tasks, n_frames] (NaN = unlabelled), vocabulary,
-                task_type ("Discrete", otherwise regression). Write one from a
-                KeypointSequences with `keras_hbehavemae.evaluation.write_labels_file`.
+  --labels      a per-frame labels CSV: `recording,frame,<label>,...` (one row per
+                labelled frame; `recording` is the recording's name, file name or path;
+                see `keras_hbehavemae.evaluation.frame_labels`), or a `.npy` dict in the
+                published labels layout: frame_number_map, label_array [n_tasks,
+                n_frames] (NaN = unlabelled), vocabulary, task_type ("Discrete",
+                otherwise regression). Write one from a KeypointSequences with
+                `keras_hbehavemae.evaluation.write_labels_file`. For a recordings folder
+                whose manifest had a `labels` column, those per-recording CSVs are used.
   --baseline_keypoints  optional `.npy` [N_frames, F] raw normalised keypoints in the
                 labels' frame order, probed as an extra column.
 
@@ -18,9 +23,9 @@ Outputs in --output_dir: probe_table.md, probe_table.csv, probe_results.json (ev
 α and seed) and probe_heatmap.png (needs matplotlib).
 
 Usage:
-    python scripts/evaluate.py --embeddings runs/demo/embeddings \\
+    hbehavemae evaluate --embeddings runs/demo/embeddings \\
         --output_dir runs/demo/probes      # labels.npy, keypoints.npy found there
-    python scripts/evaluate.py ... --evaluation_sequences public_test.json   # published
+    hbehavemae evaluate ... --evaluation_sequences public_test.json   # published
         # protocol: those clips are scored, the others are split per seed for fitting
 """
 
@@ -28,24 +33,29 @@ import json
 import os
 import sys
 
-from absl import app, flags
+from absl import flags
+
+from keras_hbehavemae.cli.usage import run_command
 
 FLAGS = flags.FLAGS
 def define_flags() -> None:
     """Defines this command's flags on absl's global `FLAGS` (once per process)."""
     flags.DEFINE_string("embeddings", None, "Folder of level_{k}.npy + frame_number_map.json, "
                         "or of test_submission_{k}.npy dicts.")
-    flags.DEFINE_string("labels", None, "Labels .npy dict (frame_number_map, label_array, "
-                        "vocabulary, task_type). Default: labels.npy in --embeddings.")
+    flags.DEFINE_string("labels", None, "Per-frame labels: a CSV (recording, frame, label "
+                        "columns) or the published .npy dict (frame_number_map, label_array, "
+                        "vocabulary, task_type). Default: labels.npy in --embeddings; for "
+                        "`embed --data` folders, the manifest's per-recording labels CSVs.")
     flags.DEFINE_string("baseline_keypoints", None, "Optional .npy [N_frames, F] raw normalised "
                         "keypoints aligned with the labels' frame_number_map. Default: "
-                        "keypoints.npy in --embeddings, if present; 'none' to skip.")
+                        "keypoints.npy in --embeddings, if present (for `embed --data` folders: "
+                        "the recordings' normalised keypoints); 'none' to skip.")
     flags.DEFINE_string("output_dir", None, "Where the tables and the heat map go.")
     flags.DEFINE_list("seeds", ["41", "42", "43"], "Split seeds (one probe per seed and α).")
     flags.DEFINE_list("alphas", ["0.1", "0.5", "1", "2", "5"], "Ridge penalties.")
     flags.DEFINE_float("reported_alpha", 1.0, "The α of the reported scores (must be in --alphas).")
     flags.DEFINE_float("test_fraction", 0.25, "Fraction of sequences held out per seed "
-                       "(SPEC: 0.25 Shot7M2, 0.1 mice and hBABEL).")
+                       "(published: 0.25 Shot7M2, 0.1 mice and hBABEL).")
     flags.DEFINE_string("evaluation_sequences", None, "Optional JSON list of sequence names "
                         "scored by every seed (published protocol); by default each seed "
                         "scores its own held-out sequences.")
@@ -71,27 +81,40 @@ def _default_inputs(embeddings: str, labels: str | None, baseline: str | None):
     return labels, baseline
 
 
-def main(argv):
-    del argv
+def _folder_inputs():
+    """Levels, labels, baseline and frame map of a `level_*.npy` / submission folder."""
     import numpy as np
 
     from keras_hbehavemae import evaluation as probes
 
+    labels_path, baseline_path = _default_inputs(
+        FLAGS.embeddings, FLAGS.labels, FLAGS.baseline_keypoints)
+    levels, maps = probes.load_embedding_folder(FLAGS.embeddings)
+    labels = probes.load_labels(labels_path, next(iter(maps.values())))
+    frame_map = labels.frame_number_map
+    for level in levels:
+        if maps[level] != frame_map:
+            print(f"note: {level}: frame_number_map differs from the labels'; "
+                  "realigning by sequence name", file=sys.stderr)
+        levels[level] = probes.align_frames(levels[level], maps[level], frame_map)
+    baseline = None
+    if baseline_path:
+        baseline = np.load(baseline_path)
+        baseline = baseline.reshape(baseline.shape[0], -1).astype(np.float32)
+    return levels, labels, baseline, frame_map
+
+
+def main(argv):
+    del argv
+    from keras_hbehavemae import evaluation as probes
+
     try:
-        labels_path, baseline_path = _default_inputs(
-            FLAGS.embeddings, FLAGS.labels, FLAGS.baseline_keypoints)
-        labels = probes.load_labels_file(labels_path)
-        levels, maps = probes.load_embedding_folder(FLAGS.embeddings)
-        frame_map = labels.frame_number_map
-        for level in levels:
-            if maps[level] != frame_map:
-                print(f"note: {level}: frame_number_map differs from the labels'; "
-                      "realigning by sequence name", file=sys.stderr)
-            levels[level] = probes.align_frames(levels[level], maps[level], frame_map)
-        baseline = None
-        if baseline_path:
-            baseline = np.load(baseline_path)
-            baseline = baseline.reshape(baseline.shape[0], -1).astype(np.float32)
+        if probes.is_recording_folder(FLAGS.embeddings):  # hbehavemae embed --data ...
+            levels, labels, baseline = probes.recording_probe_inputs(
+                FLAGS.embeddings, FLAGS.labels, FLAGS.baseline_keypoints)
+            frame_map = labels.frame_number_map
+        else:
+            levels, labels, baseline, frame_map = _folder_inputs()
         evaluation = None
         if FLAGS.evaluation_sequences:
             with open(FLAGS.evaluation_sequences, encoding="utf-8") as file:
@@ -136,7 +159,7 @@ def main(argv):
 def command(argv: list[str] | None = None) -> None:
     """The `hbehavemae evaluate` command (`hbehavemae-evaluate`)."""
     define_flags()
-    app.run(main, argv=argv)
+    run_command(main, sys.argv if argv is None else argv, __doc__)
 
 
 if __name__ == "__main__":

@@ -12,15 +12,17 @@ The numbers a client needs (U, K, P, the mask grid, ...) are written to
 under torch the export runs in a TensorFlow-backend subprocess.
 
 Usage:
-    python scripts/export.py --preset presets/my_model --output_dir exported/my_model
-    KERAS_BACKEND=jax python scripts/export.py --preset model.keras --output_dir out \\
+    hbehavemae export --preset presets/my_model --output_dir exported/my_model
+    KERAS_BACKEND=jax hbehavemae export --preset model.keras --output_dir out \\
         --platforms cpu,cuda
 """
 
 import json
 import sys
 
-from absl import app, flags
+from absl import flags
+
+from keras_hbehavemae.cli.usage import run_command
 
 FLAGS = flags.FLAGS
 def define_flags() -> None:
@@ -53,7 +55,7 @@ def main(argv):
 def command(argv: list[str] | None = None) -> None:
     """The `hbehavemae export` command (`hbehavemae-export`)."""
     define_flags()
-    app.run(main, argv=argv)
+    run_command(main, sys.argv if argv is None else argv, __doc__)
 
 
 if __name__ == "__main__":

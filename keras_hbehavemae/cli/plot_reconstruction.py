@@ -14,7 +14,7 @@ models the per-token predictions are mapped back with the true per-token mean/st
 window (evaluation only; see `reconstruction.reconstruct(denormalise_with=...)`).
 
 Usage:
-    python scripts/plot_reconstruction.py --preset presets/my_model \\
+    hbehavemae plot-reconstruction --preset presets/my_model \\
         --data data/synthetic/test.npy --sequence 0 --start 100 --keypoints 0,5 \\
         --individual 1 --output reconstruction.png
 """
@@ -22,7 +22,9 @@ Usage:
 import sys
 
 import numpy as np
-from absl import app, flags
+from absl import flags
+
+from keras_hbehavemae.cli.usage import run_command
 
 FLAGS = flags.FLAGS
 def define_flags() -> None:
@@ -186,7 +188,7 @@ def main(argv):
 def command(argv: list[str] | None = None) -> None:
     """The `hbehavemae plot-reconstruction` command (`hbehavemae-plot-reconstruction`)."""
     define_flags()
-    app.run(main, argv=argv)
+    run_command(main, sys.argv if argv is None else argv, __doc__)
 
 
 if __name__ == "__main__":

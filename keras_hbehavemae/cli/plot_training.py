@@ -1,14 +1,16 @@
 """Plot a training run's loss, learning rate and gradient norm to a PNG (needs matplotlib).
 
 Usage:
-    python scripts/plot_training.py --log runs/demo/metrics.jsonl --output curves.png
-    python scripts/plot_training.py --log runs/demo --output curves.png   # a run directory
-    python scripts/plot_training.py --log history.csv --output curves.png  # epoch,loss,...
+    hbehavemae plot-training --log runs/demo/metrics.jsonl --output curves.png
+    hbehavemae plot-training --log runs/demo --output curves.png   # a run directory
+    hbehavemae plot-training --log history.csv --output curves.png  # epoch,loss,...
 """
 
 import sys
 
-from absl import app, flags
+from absl import flags
+
+from keras_hbehavemae.cli.usage import run_command
 
 FLAGS = flags.FLAGS
 def define_flags() -> None:
@@ -36,7 +38,7 @@ def main(argv):
 def command(argv: list[str] | None = None) -> None:
     """The `hbehavemae plot-training` command (`hbehavemae-plot-training`)."""
     define_flags()
-    app.run(main, argv=argv)
+    run_command(main, sys.argv if argv is None else argv, __doc__)
 
 
 if __name__ == "__main__":
