@@ -47,12 +47,12 @@ def dlc_frame(position, confidence, keypoints=KEYPOINTS, individuals=INDIVIDUALS
         columns = pd.MultiIndex.from_product(
             [[scorer], list(individuals), list(keypoints), ["x", "y", "likelihood"]],
             names=["scorer", "individuals", "bodyparts", "coords"])
-        table = values.transpose(0, 3, 2, 1).reshape(num_frames, -1)  # [T, I·K·3]
+        table = values.transpose(0, 3, 2, 1).reshape(num_frames, len(columns))  # [T, I·K·3]
     else:
         columns = pd.MultiIndex.from_product(
             [[scorer], list(keypoints), ["x", "y", "likelihood"]],
             names=["scorer", "bodyparts", "coords"])
-        table = values[..., 0].transpose(0, 2, 1).reshape(num_frames, -1)  # [T, K·3]
+        table = values[..., 0].transpose(0, 2, 1).reshape(num_frames, len(columns))  # [T, K·3]
     return pd.DataFrame(table, columns=columns)
 
 

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from keras_hbehavemae.data.filling import hold_fill, interpolate_fill
+from keras_hbehavemae.data.filling import fill_columns
 from keras_hbehavemae.data.pose_io import is_pose_dataset, load_pose_dataset, source_software_name
 from keras_hbehavemae.data.pose_transforms import (
     PoseNormalisation,
@@ -49,7 +49,6 @@ from keras_hbehavemae.errors import invalid
 #: The order of W, in words (recorded with the options).
 FEATURE_ORDER = "W = keypoints x space, keypoint-major: k0_x, k0_y(, k0_z), k1_x, ..."
 FILLS = ("interpolate", "hold")
-_FILL_COLUMNS = 8  # columns filled at once (bounds the filling's temporary memory)
 
 
 def _names(values) -> tuple[str, ...] | None:
@@ -188,35 +187,51 @@ class PoseRecording:
         return frames if positions is None else interpolate_rows(frames, positions)
 
 
-def _select(dataset, dimension: str, wanted: Sequence[str] | None, what: str, where: str):
+def _indices(dataset, dimension: str, wanted: Sequence[str] | None, what: str, where: str
+             ) -> tuple[list[int], tuple[str, ...]]:
+    """Positions (and names) of the `wanted` entries along `dimension` (None: all, in order)."""
     present = [str(value) for value in dataset[dimension].values]
     if wanted is None:
-        return dataset, tuple(present)
+        return list(range(len(present))), tuple(present)
     missing = [name for name in wanted if name not in present]
     if missing:
         raise ValueError(f"{where}: missing {what} name{'s' if len(missing) > 1 else ''} "
                          f"{missing}; the file has {present}")
-    return dataset.sel({dimension: list(wanted)}), tuple(wanted)
+    return [present.index(name) for name in wanted], tuple(wanted)
+
+
+def _gathered(dataset, individuals: list[int], keypoints: list[int], threshold) -> np.ndarray:
+    """`[T, I, K, S]` float32 (C order) of the chosen points, low-confidence ones NaN.
+
+    Copied one point at a time, so nothing of the Dataset's size is allocated besides the
+    result (the caller's Dataset is never changed).
+    """
+    position = dataset["position"].transpose("time", "individuals", "keypoints", "space").values
+    confidence = None
+    if threshold is not None and "confidence" in dataset.data_vars:
+        confidence = dataset["confidence"].transpose("time", "individuals", "keypoints").values
+    poses = np.empty((position.shape[0], len(individuals), len(keypoints), position.shape[3]),
+                     np.float32)
+    for row, individual in enumerate(individuals):
+        for column, keypoint in enumerate(keypoints):
+            poses[:, row, column] = position[:, individual, keypoint]
+            if confidence is not None:  # NaN scores compare False: such points are kept
+                poses[confidence[:, individual, keypoint] < threshold, row, column] = np.nan
+    return poses
 
 
 def _fill_gaps(poses: np.ndarray, fill: str, where: str, individuals, keypoints) -> np.ndarray:
-    """Fills NaN along time, a few coordinates at a time; a never-tracked point is an error."""
-    frames = poses.shape[0]
-    columns = poses.reshape(frames, -1)  # [T, I·K·S], a view
-    missing = np.isnan(columns)
-    gappy = np.flatnonzero(missing.any(axis=0))
-    never = np.flatnonzero(missing.all(axis=0))
-    if never.size:
-        individual, keypoint, _ = np.unravel_index(never[0], poses.shape[1:])
+    """Fills NaN along time (`filling.fill_columns`); a never-tracked point is an error."""
+    columns = poses.reshape(poses.shape[0], -1)  # [T, I·K·S], a view of the C-ordered array
+    tracked = ~np.isnan(columns).all(axis=0)
+    if not tracked.all():
+        individual, keypoint, _ = np.unravel_index(np.flatnonzero(~tracked)[0], poses.shape[1:])
         raise ValueError(
             f"{where}: keypoint {keypoints[keypoint]!r} of individual "
             f"{individuals[individual]!r} is never tracked (NaN, or below the confidence "
             "threshold, in every frame), so it cannot be filled; leave it out with "
             "--keypoints or lower --confidence_threshold")
-    fill_function = interpolate_fill if fill == "interpolate" else hold_fill
-    for first in range(0, gappy.size, _FILL_COLUMNS):
-        chosen = gappy[first:first + _FILL_COLUMNS]
-        columns[:, chosen] = fill_function(columns[:, chosen], missing[:, chosen])
+    fill_columns(columns, fill)
     return poses
 
 
@@ -254,26 +269,26 @@ def read_pose(source: Any, options: PoseOptions, name: str | None = None) -> Pos
         raise ValueError(f"{where}: position has dimensions {position.dims}, expected {dims}")
     if dataset.sizes["time"] == 0:
         raise ValueError(f"{where}: the recording has no frames")
-    dataset, keypoints = _select(dataset, "keypoints", options.keypoints, "keypoint", where)
-    dataset, individuals = _select(dataset, "individuals", options.individuals, "individual",
-                                   where)
+    keypoint_index, keypoints = _indices(dataset, "keypoints", options.keypoints, "keypoint",
+                                         where)
+    individual_index, individuals = _indices(dataset, "individuals", options.individuals,
+                                             "individual", where)
     if options.individuals is None and options.num_individuals is not None and (
             len(individuals) != options.num_individuals):
         raise ValueError(
             f"{where}: the file holds {len(individuals)} individual"
-            f"{'s' if len(individuals) != 1 else ''} {list(individuals)}, but the model expects "
+            f"{'s' if len(individuals) != 1 else ''} {list(individuals)}"
+            f"{' (a single-animal file)' if len(individuals) == 1 else ''}, but the model expects "
             f"{options.num_individuals} (its input H); give files with "
             f"{options.num_individuals} individuals, or choose them with --individuals")
-    # [T, I, K, S] float32 (a copy: the caller's Dataset is never changed)
-    poses = np.array(dataset["position"].transpose("time", "individuals", "keypoints",
-                                                   "space").values, dtype=np.float32)
-    if options.confidence_threshold is not None and "confidence" in dataset.data_vars:
-        confidence = dataset["confidence"].transpose("time", "individuals", "keypoints").values
-        poses[confidence < options.confidence_threshold] = np.nan  # NaN scores: kept
+    space = tuple(str(value) for value in dataset["space"].values)
+    poses = _gathered(dataset, individual_index, keypoint_index, options.confidence_threshold)
+    del dataset  # a file's Dataset is freed before the gaps are filled
     if np.isinf(poses).any():
         raise ValueError(f"{where}: positions contain infinite values")
-    validity = ~np.isnan(poses).any(axis=(1, 2, 3))
-    if np.isnan(poses).all():
+    missing = np.isnan(poses)
+    validity = ~missing.any(axis=(1, 2, 3))
+    if missing.all():
         below = (f" at or above confidence {options.confidence_threshold:g}"
                  if options.confidence_threshold is not None else "")
         raise ValueError(f"{where}: every position is NaN: no point was tracked{below}")
@@ -282,4 +297,4 @@ def read_pose(source: Any, options: PoseOptions, name: str | None = None) -> Pos
     if fps is not None:
         times = times / fps
     return PoseRecording(str(name), where, poses, validity, fps, times, individuals, keypoints,
-                         tuple(str(value) for value in dataset["space"].values))
+                         space)

@@ -87,11 +87,14 @@ def _read_manifest(path: str) -> list[tuple[str, str | None, str | None]]:
 
 
 def sequence_names(paths: Sequence[str]) -> list[str]:
-    """One unique name per file: the file name without suffix, or the path where they repeat.
+    """One unique name per file: the file name without suffix, or the path where they repeat
+    (with the suffix where even that repeats).
 
     Example:
         >>> sequence_names(["a/s1.h5", "b/s1.h5", "b/s2.h5"])
         ['a__s1', 'b__s1', 's2']
+        >>> sequence_names(["a/s1.h5", "a/s1.csv"])
+        ['s1.h5', 's1.csv']
     """
     stems = [os.path.splitext(os.path.basename(path))[0] for path in paths]
     repeated = {stem for stem in stems if stems.count(stem) > 1}
@@ -106,6 +109,9 @@ def sequence_names(paths: Sequence[str]) -> list[str]:
             continue
         relative = os.path.relpath(os.path.abspath(path), common) if common else path
         names.append(os.path.splitext(relative)[0].replace(os.sep, "__"))
+    clashing = {name for name in names if names.count(name) > 1}  # same stem, same folder
+    names = [os.path.relpath(os.path.abspath(path), common).replace(os.sep, "__")
+             if name in clashing else name for path, name in zip(paths, names, strict=True)]
     if len(set(names)) != len(names):
         raise ValueError(f"two files give the same sequence name: {sorted(names)}")
     return names
@@ -119,7 +125,8 @@ def list_pose_files(data: str, source_software: str, parameter: str = "--data"
         FileNotFoundError: nothing matches, or the path does not exist.
         ValueError: a bad manifest, or an unknown source software.
     """
-    software = source_software_name(source_software, "--source_software")
+    software = source_software_name(source_software, f"--source_software (for {parameter} "
+                                    f"{data!r})")
     if not isinstance(data, str) or not data.strip():
         raise invalid(parameter, data, "give a folder, a glob, a manifest CSV or a file")
     suffixes = SUFFIXES[software]

@@ -139,10 +139,10 @@ def load_pose_dataset(path: str, source_software: str, fps: float | None = None)
             read as that software (the message names the file).
         ImportError: movement is not installed.
     """
-    software = source_software_name(source_software)
+    software = source_software_name(source_software, f"{path}: source_software")
     if fps is not None and not fps > 0:
-        raise invalid("fps", fps, "the frame rate must be a positive number of frames per "
-                      "second")
+        raise invalid(f"{path}: fps", fps, "the frame rate must be a positive number of frames "
+                      "per second")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: no such file")
     movement_io = import_movement()

@@ -90,10 +90,11 @@ class PoseNormalisation:
         values = [value.strip() for value in argument.split(",") if value.strip()]
         if method == "arena":
             try:
-                return cls("arena", arena_size=tuple(float(value) for value in values))
+                sizes = tuple(float(value) for value in values)
             except ValueError:
                 raise invalid("normalise", text, "arena sizes must be numbers, e.g. "
                               "arena:850,600") from None
+            return cls("arena", arena_size=sizes)
         if method == "egocentric":
             if not 1 <= len(values) <= 2:
                 raise invalid("normalise", text, "give egocentric:KEYPOINT or "

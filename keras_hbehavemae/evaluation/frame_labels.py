@@ -103,10 +103,13 @@ def _collect(path: str, frame_map: dict[str, tuple[int, int]],
     positions = np.empty(len(rows), np.int64)
     for line, row in enumerate(rows, start=2):
         name = recording if recording_column is None else row[recording_column].strip()
-        if name not in aliases:
+        spellings = (name, os.path.basename(name), os.path.splitext(os.path.basename(name))[0])
+        found = next((aliases[spelling] for spelling in spellings if spelling in aliases), None)
+        if found is None:
             raise ValueError(f"{path}, line {line}: recording {name!r} is not among the "
                              f"embedded recordings {sorted(frame_map)}")
-        start, end = frame_map[aliases[name]]
+        name = found
+        start, end = frame_map[name]
         try:
             frame = int(row[frame_column])
         except ValueError:
@@ -114,7 +117,7 @@ def _collect(path: str, frame_map: dict[str, tuple[int, int]],
                              "integer") from None
         if not 0 <= frame < end - start:
             raise ValueError(f"{path}, line {line}: frame {frame} is outside recording "
-                             f"{aliases[name]!r}, which has {end - start} frames")
+                             f"{name!r}, which has {end - start} frames")
         positions[line - 2] = start + frame
     if len(np.unique(positions)) != len(positions):
         raise ValueError(f"{path}: a frame of a recording is labelled twice")

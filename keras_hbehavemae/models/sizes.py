@@ -24,6 +24,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from keras_hbehavemae.errors import invalid
@@ -86,6 +87,14 @@ def sized_parameters(size: str, input_size) -> dict[str, Any]:
                       f"of {multiple} (patch {PATCH_FRAMES} frames x query pooling "
                       f"{multiple // PATCH_FRAMES}); nearest valid: "
                       + " or ".join(str(v) for v in nearest_multiples(frames, multiple)))
+    units = frames // multiple  # mask units: the individuals pool into one token
+    kept_fraction = 1 - SIZES[size]["mask_ratio"]
+    if int(units * kept_fraction) < 1:
+        shortest = multiple * math.ceil(1 / kept_fraction - 1e-9)
+        raise invalid("num_frames", frames,
+                      f"--size {size} masks {SIZES[size]['mask_ratio']} of the window's "
+                      f"{units} mask units ({multiple} frames each), which leaves none to "
+                      f"encode; use a window of at least {shortest} frames")
     stages = SIZES[size]["stages"]
     return {
         "input_size": (frames, individuals, features),
