@@ -142,7 +142,8 @@ class PoseRecording:
         poses: `[T, I, K, S]` float32 in tracking units.
         validity: `[T]` bool, True where every selected point was tracked (before filling).
         fps: the recording's frame rate (None: unknown).
-        times: `[T]` time of each frame: seconds when `fps` is known, else frame indices.
+        times: `[T]` time of each frame: seconds when `fps` is known (the file's own time
+            coordinate when it has one in seconds), else frame indices.
         individuals, keypoints, space: the names along I, K and S.
     """
 
@@ -235,6 +236,16 @@ def _fill_gaps(poses: np.ndarray, fill: str, where: str, individuals, keypoints)
     return poses
 
 
+def _times(dataset, fps: float | None) -> np.ndarray:
+    """The recording's frame times: its own time coordinate when it is in seconds (NWB
+    timestamps may start after 0), else frame index / fps, else frame indices."""
+    frames = dataset.sizes["time"]
+    if dataset.attrs.get("time_unit") == "seconds" and "time" in dataset.coords:
+        return np.asarray(dataset["time"].values, np.float64)
+    times = np.arange(frames, dtype=np.float64)
+    return times if fps is None else times / fps
+
+
 def read_pose(source: Any, options: PoseOptions, name: str | None = None) -> PoseRecording:
     """Reads one recording: a pose file (via movement) or an in-memory Dataset.
 
@@ -282,6 +293,7 @@ def read_pose(source: Any, options: PoseOptions, name: str | None = None) -> Pos
             f"{options.num_individuals} (its input H); give files with "
             f"{options.num_individuals} individuals, or choose them with --individuals")
     space = tuple(str(value) for value in dataset["space"].values)
+    times = _times(dataset, fps)
     poses = _gathered(dataset, individual_index, keypoint_index, options.confidence_threshold)
     del dataset  # a file's Dataset is freed before the gaps are filled
     if np.isinf(poses).any():
@@ -293,8 +305,5 @@ def read_pose(source: Any, options: PoseOptions, name: str | None = None) -> Pos
                  if options.confidence_threshold is not None else "")
         raise ValueError(f"{where}: every position is NaN: no point was tracked{below}")
     poses = _fill_gaps(poses, options.fill, where, individuals, keypoints)
-    times = np.arange(poses.shape[0], dtype=np.float64)
-    if fps is not None:
-        times = times / fps
     return PoseRecording(str(name), where, poses, validity, fps, times, individuals, keypoints,
                          space)

@@ -184,3 +184,17 @@ def test_divisibility_suggestions_name_windows_and_patches():
     assert lines[1].startswith("W: 24 features") and "valid patch sizes on this axis: 4, 6" \
         in lines[1]
     assert divisibility_suggestions("300 3 24", "3 1 24", "5,1,1;1,3,1") == []
+
+
+def test_without_movement_the_error_names_the_extra(monkeypatch, tmp_path):
+    import sys
+
+    from keras_hbehavemae.data import pose_io
+
+    monkeypatch.setattr(pose_io, "_MOVEMENT", {})
+    monkeypatch.setitem(sys.modules, "movement", None)  # as if not installed
+    monkeypatch.setitem(sys.modules, "movement.io", None)
+    path = tmp_path / "session.h5"
+    path.write_bytes(b"")
+    with pytest.raises(ImportError, match=r"'pose' extra.*keras-hbehavemae\[pose\]"):
+        pose_io.load_pose_dataset(str(path), "DeepLabCut")
