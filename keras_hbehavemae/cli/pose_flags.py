@@ -147,9 +147,11 @@ def pose_pretraining(flag_values, given_flags, preset_config=None, sliding_windo
     from keras_hbehavemae.data.pose_dataset import load_pose_pretraining_data
     from keras_hbehavemae.models.sizes import size_summary
 
-    if flag_values["dataset"].present or flag_values.path_to_data_dir is not None:
-        raise ValueError("give --data (your pose files) or --dataset/--path_to_data_dir, "
-                         "not both")
+    if flag_values["dataset"].present or flag_values.path_to_data_dir is not None or (
+            flag_values.held_out_path is not None):
+        raise ValueError("give --data (your pose files) or --dataset/--path_to_data_dir/"
+                         "--held_out_path, not both (a manifest's split column holds files "
+                         "out)")
     num_frames = _window(flag_values, preset_config)
     data, _ = load_pose_pretraining_data(
         flag_values.data, training_pose_options(flag_values), num_frames,

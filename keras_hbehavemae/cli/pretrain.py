@@ -82,7 +82,10 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     flags.DEFINE_enum("dataset", "synthetic", list(DATASET_DEFAULTS),
                       "Dataset; the other defaults follow it (published settings).", **fv)
     flags.DEFINE_string("path_to_data_dir", None, "Data folder (synthetic: generated there if "
-                        "empty; default OUTPUT_DIR/data).", **fv)
+                        "empty; default OUTPUT_DIR/data), or one file: the training split, "
+                        "whatever its name.", **fv)
+    flags.DEFINE_string("held_out_path", None, "A file holding the held-out split, whatever "
+                        "its name (default: the folder's held-out split).", **fv)
     flags.DEFINE_list("synthetic_sequences", ["32", "8"], "Synthetic data only: training and "
                       "test sequences (1800 frames each) generated into an empty data folder.",
                       **fv)
@@ -280,7 +283,8 @@ def pretraining_data(flag_values, config):
         flag_values.dataset, path, config.input_size,
         sliding_window=flag_values.sliding_window, sampling_rate=flag_values.sampling_rate,
         fill_holes=flag_values.fill_holes, data_augment=bool(_setting(flag_values,
-                                                                      "data_augment")))
+                                                                      "data_augment")),
+        held_out_path=flag_values.held_out_path)
 
 
 def run(flag_values) -> int:

@@ -198,3 +198,22 @@ def test_without_movement_the_error_names_the_extra(monkeypatch, tmp_path):
     path.write_bytes(b"")
     with pytest.raises(ImportError, match=r"'pose' extra.*keras-hbehavemae\[pose\]"):
         pose_io.load_pose_dataset(str(path), "DeepLabCut")
+
+
+def test_published_layouts_take_explicit_files_whatever_their_names(tmp_path):
+    from keras_hbehavemae.data.recipes import load_pretraining_data
+    from keras_hbehavemae.data.synthetic import write_synthetic_dataset
+
+    paths = write_synthetic_dataset(tmp_path / "generated", 3, 2, 120, seed=0)
+    train, held_out = tmp_path / "cage_a_week1.npy", tmp_path / "cage_b.npy"
+    os.rename(paths["train"], train)
+    os.rename(paths["test"], held_out)
+    data = load_pretraining_data("mabe_mice", str(train), (60, 3, 24),
+                                 held_out_path=str(held_out))
+    assert (len(data.train), len(data.test)) == (3, 2)
+    assert data.describe()["source"] == {"train": str(train), "held_out": str(held_out)}
+    alone = load_pretraining_data("mabe_mice", str(train), (60, 3, 24))
+    assert alone.test is None
+    with pytest.raises(FileNotFoundError, match="--held_out_path .*no such file"):
+        load_pretraining_data("mabe_mice", str(train), (60, 3, 24),
+                              held_out_path=str(tmp_path / "missing.npy"))
