@@ -126,6 +126,7 @@ def test_embed_help_shows_the_presets_preprocessing(own_data):
     assert "(default: 'nose,ear_left,ear_right,centre,tail_base')" in text
 
 
+@pytest.mark.backend_independent
 def test_every_command_help_exits_zero_and_cites_only_what_ships(tmp_path):
     processes = {name: subprocess.Popen([*hbehavemae(), name, "--help"], env=environment(),
                                         cwd=tmp_path, stdout=subprocess.PIPE,
@@ -139,6 +140,7 @@ def test_every_command_help_exits_zero_and_cites_only_what_ships(tmp_path):
             assert absent not in output, f"{name} --help mentions {absent}"
 
 
+@pytest.mark.backend_independent
 def test_help_shows_the_defaults_of_the_chosen_dataset_or_size(tmp_path):
     mice = run("pretrain", "--dataset", "mabe_mice", "--help", cwd=tmp_path).stdout
     assert "--batch_size: Windows per device.\n    (default: '768')" in mice
