@@ -17,6 +17,22 @@ from __future__ import annotations
 import datetime
 
 import numpy as np
+import pytest
+
+MOVEMENT_REASON = "reading pose files needs the [pose] extra (movement)"
+
+
+def require_movement():
+    """`pytest.importorskip("movement")`, with movement first imported the package's way, so
+    that importing it creates no `~/.movement` log folder (see `data.pose_io`)."""
+    from keras_hbehavemae.data.pose_io import import_movement
+
+    try:
+        import_movement()
+    except ImportError:
+        pass  # importorskip skips, with the reason
+    return pytest.importorskip("movement", reason=MOVEMENT_REASON)
+
 
 KEYPOINTS = ("nose", "ear_left", "ear_right", "centre", "tail_base")
 INDIVIDUALS = ("mouse_a", "mouse_b")

@@ -133,7 +133,9 @@ def test_extract_speed_json(tmp_path):
 
 @pytest.mark.backend_independent
 def test_pose_read_speed_reports_seconds_and_memory(tmp_path):
-    pytest.importorskip("movement", reason="pose files need the [pose] extra (movement)")
+    from pose_writers import require_movement
+
+    require_movement()
     output_file = tmp_path / "pose.json"
     _run([sys.executable, str(BENCHMARKS / "pose_read_speed.py"), "--minutes", "0.5",
           "--num_frames", "60", "--output", str(output_file)], timeout=600,

@@ -13,7 +13,7 @@ import sys
 import keras
 import numpy as np
 import pytest
-from pose_writers import synthetic_poses, write_dlc_h5
+from pose_writers import require_movement, synthetic_poses, write_dlc_h5
 
 pytestmark = pytest.mark.slow  # subprocesses and training runs
 
@@ -47,7 +47,7 @@ def snapshot(folder):
 
 @pytest.fixture(scope="module")
 def own_data(tmp_path_factory):
-    pytest.importorskip("movement", reason="pose files need the [pose] extra (movement)")
+    require_movement()
     root = tmp_path_factory.mktemp("own_data")
     sessions = root / "sessions"
     sessions.mkdir()
@@ -147,3 +147,20 @@ def test_help_shows_the_defaults_of_the_chosen_dataset_or_size(tmp_path):
     base = run("pretrain", "--data", "x/*.h5", "--size", "base", "--help", cwd=tmp_path).stdout
     assert "--stages: blocks per stage, e.g. 2 3 4.\n    (default: '3,4,5')" in base
     assert "(default: '900')" in base
+
+
+@pytest.mark.backend_independent
+@pytest.mark.parametrize("home", ["writable", "missing"])
+def test_importing_movement_writes_nothing_to_the_home_folder(tmp_path, home):
+    require_movement()
+    folder = tmp_path / "home" if home == "writable" else tmp_path / "no" / "such" / "home"
+    if home == "writable":
+        folder.mkdir()
+    code = ("import warnings; before = warnings.showwarning; "
+            "from keras_hbehavemae.data.pose_io import import_movement; import_movement(); "
+            "assert warnings.showwarning is before; print('imported')")
+    completed = subprocess.run([sys.executable, "-c", code], env={**environment(),
+                               "HOME": str(folder)}, capture_output=True, text=True,
+                               timeout=600)
+    assert completed.returncode == 0 and "imported" in completed.stdout, completed.stderr
+    assert not (folder / ".movement").exists()  # (Keras itself may write ~/.keras)

@@ -12,6 +12,7 @@ import pytest
 from pose_writers import (
     INDIVIDUALS,
     KEYPOINTS,
+    require_movement,
     synthetic_poses,
     write_dlc_csv,
     write_dlc_h5,
@@ -20,7 +21,7 @@ from pose_writers import (
 )
 
 pytestmark = pytest.mark.backend_independent
-pytest.importorskip("movement", reason="reading pose files needs the [pose] extra (movement)")
+require_movement()
 
 from keras_hbehavemae.data.pose import PoseOptions, read_pose  # noqa: E402
 from keras_hbehavemae.data.pose_dataset import load_pose_pretraining_data  # noqa: E402
