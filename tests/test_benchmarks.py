@@ -131,6 +131,23 @@ def test_extract_speed_json(tmp_path):
                 >= figures[f"{mode}_exact_mean_abs_difference"])
 
 
+@pytest.mark.backend_independent
+def test_pose_read_speed_reports_seconds_and_memory(tmp_path):
+    from pose_writers import require_movement
+
+    require_movement()
+    output_file = tmp_path / "pose.json"
+    _run([sys.executable, str(BENCHMARKS / "pose_read_speed.py"), "--minutes", "0.5",
+          "--num_frames", "60", "--output", str(output_file)], timeout=600,
+         PYTHONPATH=os.pathsep.join([str(BENCHMARKS.parent), str(BENCHMARKS)]))
+    figures = json.loads(output_file.read_text())
+    assert (figures["frames"], figures["individuals"], figures["features"]) == (900, 2, 24)
+    assert figures["windows"] == len(range(0, 900 + 59 - 60 + 1, 17))
+    _assert_positive(figures, ("read_and_window_seconds", "import_movement_seconds",
+                               "traced_peak_over_array", "rss_growth_mib", "array_mib"))
+    assert figures["array_mib"] == pytest.approx(900 * 2 * 24 * 4 / 2**20)
+
+
 @pytest.mark.parametrize("workload", ["train", "extract"])
 def test_matmul_ceiling_times_the_counted_products(tmp_path, workload):
     import flop_count

@@ -129,6 +129,16 @@ def test_exact_mode_does_not_depend_on_batch_size(backbone):
             np.testing.assert_allclose(level, reference, atol=1e-6, rtol=1e-6)
 
 
+@pytest.mark.parametrize("mode", ["exact", "fast", "strided"])
+def test_on_batch_reports_progress_over_the_windows(backbone, mode):
+    reports = []
+    embed_sequence(backbone, sequence(45), mode=mode, batch_size=16,
+                   on_batch=lambda done, total: reports.append((done, total)))
+    total = count_windows(45, 32, mode)
+    assert reports[-1] == (total, total) and len(reports) == -(-total // 16)
+    assert [done for done, _ in reports] == sorted(done for done, _ in reports)
+
+
 @pytest.mark.parametrize("length", [1, 2, 7, 31])
 def test_sequences_shorter_than_a_window(backbone, length):
     seq = sequence(length, seed=length)

@@ -21,7 +21,9 @@ import json
 import os
 import sys
 
-from absl import app, flags
+from absl import flags
+
+from keras_hbehavemae.cli.usage import run_command
 
 FLAGS = flags.FLAGS
 def define_flags() -> None:
@@ -89,7 +91,7 @@ def main(argv):
 def command(argv: list[str] | None = None) -> None:
     """The `hbehavemae convert` command (`hbehavemae-convert`)."""
     define_flags()
-    app.run(main, argv=argv)
+    run_command(main, sys.argv if argv is None else argv, __doc__)
 
 
 if __name__ == "__main__":

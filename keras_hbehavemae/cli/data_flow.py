@@ -21,7 +21,9 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up logs quiet
 
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
+
+from keras_hbehavemae.cli.usage import run_command  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -156,6 +158,7 @@ def main(argv):
     from keras_hbehavemae.models.config import HBehaveMAEConfig
     from keras_hbehavemae.report import data_flow_report
 
+    values: dict = {}
     try:
         values, title = configuration_values()
         if not values:
@@ -167,6 +170,12 @@ def main(argv):
     except ValueError as error:
         message = " ".join(str(error).split())
         print(f"error: {message}", file=sys.stderr)
+        from keras_hbehavemae.report.suggestions import divisibility_suggestions
+
+        for hint in divisibility_suggestions(values.get("input_size"),
+                                             values.get("patch_kernel"),
+                                             values.get("q_strides")):
+            print(f"  {hint}", file=sys.stderr)
         return 2
     text = report if report.endswith("\n") else report + "\n"
     sys.stdout.write(text)
@@ -185,7 +194,7 @@ def main(argv):
 def command(argv: list[str] | None = None) -> None:
     """The `hbehavemae data-flow` command (`hbehavemae-data-flow`)."""
     define_flags()
-    app.run(main, argv=argv, flags_parser=parse_flags)
+    run_command(main, sys.argv if argv is None else argv, __doc__, flags_parser=parse_flags)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,19 @@
-"""Extract per-frame embeddings of a trained hBehaveMAE encoder and write submission files.
+"""Extract per-frame embeddings of a trained hBehaveMAE encoder.
 
-Implements the published extraction (docs/model.md, "Embedding extraction (exact and
-fast modes)"): the encoder runs unmasked over edge-padded windows of every
-evaluation sequence ("exact": all stride-1 windows, averaged per frame; "fast": one
-centre token per window), each level is optionally reduced by PCA, and per level
-`test_submission_{k}.npy` (a NumPy-saved dict with `frame_number_map` and float32
-`embeddings`), `level_{k}.npy` and `frame_number_map.json` are written to
+Your pose-tracking files (`--data`, as for `hbehavemae pretrain`): one `<name>.npz` per
+recording, one array `level_{k}` `[T, D_k]` per level aligned with the recording's frames,
+with its `time` and `frame` coordinates, a JSON sidecar naming the source file, and
+`recordings.json` (see `keras_hbehavemae.embeddings.recordings`). The preprocessing the
+preset recorded (keypoints, individuals, confidence threshold, normalisation, frame rate)
+is repeated. `--write_submission` also writes the published submission files:
+
+    hbehavemae embed --preset runs/mine/preset --data "sessions/*.h5" --output_dir emb/
+
+A published dataset (`--dataset`, `--path_to_data_dir`): the encoder runs unmasked over
+edge-padded windows of every evaluation sequence ("exact": all stride-1 windows, averaged
+per frame; "fast": one centre token per window), each level is optionally reduced by PCA,
+and per level `test_submission_{k}.npy` (a NumPy-saved dict with `frame_number_map` and
+float32 `embeddings`), `level_{k}.npy` and `frame_number_map.json` are written to
 `--output_dir`. See `keras_hbehavemae.embeddings.extraction`.
 
 When the sequences carry per-frame labels (the synthetic data does), the folder also gets
@@ -32,23 +40,26 @@ import os
 import sys
 import time
 
-from absl import app, flags
+from absl import flags
 
+from keras_hbehavemae.cli.pose_flags import define_pose_flags, embed_pose_data, embedding_defaults
+from keras_hbehavemae.cli.usage import run_command
 from keras_hbehavemae.data.layouts import DATASETS, layout
 
 FLAGS = flags.FLAGS
 def define_flags() -> None:
     """Defines this command's flags on absl's global `FLAGS` (once per process)."""
     flags.DEFINE_string("preset", None, "Preset folder of the trained backbone "
-                        "(keras_hbehavemae.presets.save_to_preset).")
+                        "(hbehavemae pretrain writes RUN/preset).")
     flags.DEFINE_enum("dataset", "synthetic", DATASETS, "Which reader and preprocessing to use.")
     flags.DEFINE_string("path_to_data_dir", None, "A data file, or a folder laid out as in the "
-                        "table of the module docstring.")
+                        "table of keras_hbehavemae.data.layouts (or give --data: your pose "
+                        "files).")
     flags.DEFINE_string("split", None, "Split to read from a folder (default: test; hbabel: val).")
     flags.DEFINE_enum("mode", "exact", ("exact", "fast", "strided"), "exact: mean over all "
                       "stride-1 windows (published); fast: centre token of every 2nd window "
-                      "(published); strided: mean over every k-th window (k = --window_stride), "
-                      "~T/4× cheaper.")
+                      "(published); "
+                      "strided: mean over every k-th window (k = --window_stride), ~T/4× cheaper.")
     flags.DEFINE_integer("window_stride", None, "k of --mode strided (default num_frames // 4).")
     flags.DEFINE_bool("embedsum", None, "Mean over the H_k·W_k tokens instead of flattening them "
                       "(default: on for the mouse datasets, off otherwise, as published).")
@@ -75,7 +86,8 @@ def define_flags() -> None:
                       "and the raw-keypoint baseline keypoints.npy for hbehavemae evaluate.")
     flags.DEFINE_bool("allow_random_weights", False, "Accept a preset without trained weights "
                       "(an untrained control): its embeddings are those of random weights.")
-    flags.mark_flags_as_required(["preset", "path_to_data_dir", "output_dir"])
+    define_pose_flags(embedding=True)
+    flags.mark_flags_as_required(["preset", "output_dir"])
 
 
 def read_sequences(dataset: str, path: str, split: str | None, expected_hw, fill_holes: bool):
@@ -110,9 +122,13 @@ def write_labels_and_baseline(sequences, output_dir: str, normalise) -> list[str
 
 
 def main(argv):
-    del argv
+    if len(argv) > 1:
+        print(f"error: unexpected arguments {argv[1:]} (quote a --data glob, so that the shell "
+              "does not expand it)", file=sys.stderr)
+        return 1
     from keras_hbehavemae import embeddings
     from keras_hbehavemae.data.normalisation import ArenaNormalisation
+    from keras_hbehavemae.embeddings.recordings import is_recordings_folder
     from keras_hbehavemae.embeddings.submission import is_embedding_folder
     from keras_hbehavemae.files.atomic import (
         check_folder_replaceable,
@@ -127,11 +143,26 @@ def main(argv):
     try:
         check_output_is_not_input(FLAGS.output_dir, "--output_dir", {
             "--preset": FLAGS.preset, "--path_to_data_dir": FLAGS.path_to_data_dir})
-        check_folder_replaceable(FLAGS.output_dir, **folder_rules)
+        if FLAGS.data is None:
+            check_folder_replaceable(FLAGS.output_dir, **folder_rules)
         backbone = load_model(FLAGS.preset, kind="backbone", parameter="--preset",
                               allow_random_weights=FLAGS.allow_random_weights)
         if FLAGS.jit_compile != "auto":
             backbone.compile(jit_compile=FLAGS.jit_compile == "true")
+        if FLAGS.data is not None:  # your pose files: one embedding file per recording
+            folder_rules["is_same_kind"] = is_recordings_folder
+            check_folder_replaceable(FLAGS.output_dir, **folder_rules)
+            index = {}
+            write_folder_atomically(
+                FLAGS.output_dir,
+                lambda folder: index.update(embed_pose_data(FLAGS, backbone, str(folder))),
+                **folder_rules)
+            frames = sum(entry["frames"] for entry in index["recordings"])
+            print(f"wrote {len(index['recordings'])} recordings ({frames} frames, levels "
+                  f"{', '.join(index['levels'])}) to {FLAGS.output_dir}")
+            return 0
+        if FLAGS.path_to_data_dir is None:
+            raise ValueError("give --data (your pose files) or --path_to_data_dir")
         input_size = tuple(int(v) for v in backbone.geometry.config.input_size)
         sequences = read_sequences(FLAGS.dataset, FLAGS.path_to_data_dir, FLAGS.split,
                                    input_size[1:], FLAGS.fill_holes)
@@ -184,7 +215,7 @@ def main(argv):
             written.extend([*paths, "extraction.json"])
 
         write_folder_atomically(FLAGS.output_dir, write, **folder_rules)
-    except (ValueError, OSError) as error:
+    except (ValueError, OSError, ImportError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(f"wrote {len(written)} files to {FLAGS.output_dir}: {summary['sequences']} sequences, "
@@ -196,7 +227,8 @@ def main(argv):
 def command(argv: list[str] | None = None) -> None:
     """The `hbehavemae embed` command (`hbehavemae-embed`)."""
     define_flags()
-    app.run(main, argv=argv)
+    run_command(main, sys.argv if argv is None else argv, __doc__,
+                effective_defaults=embedding_defaults)
 
 
 if __name__ == "__main__":

@@ -1,14 +1,18 @@
-"""Probe extracted embeddings with linear probes (docs/model.md, "Linear probes") and write a
-score table.
+"""Probe extracted embeddings with linear probes (the published protocol) and write a score table.
 
 Inputs:
-  --embeddings  a folder written by the extraction script: per-level `level_{k}.npy`
-                arrays [N_frames, D_k] with `frame_number_map.json`, or
+  --embeddings  a folder written by `hbehavemae embed`: per recording `<name>.npz` with
+                `recordings.json` (`embed --data`, your pose files); or per-level
+                `level_{k}.npy` arrays [N_frames, D_k] with `frame_number_map.json`, or
                 `test_submission_{k}.npy` dicts {frame_number_map, embeddings}.
-  --labels      a `.npy` dict in the published labels layout: frame_number_map,
-                label_array [n_tasks, n_frames] (NaN = unlabelled), vocabulary,
-                task_type ("Discrete", otherwise regression). Write one from a
-                KeypointSequences with `keras_hbehavemae.evaluation.write_labels_file`.
+  --labels      a per-frame labels CSV: `recording,frame,<label>,...` (one row per
+                labelled frame; `recording` is the recording's name, file name or path;
+                see `keras_hbehavemae.evaluation.frame_labels`), or a `.npy` dict in the
+                published labels layout: frame_number_map, label_array [n_tasks,
+                n_frames] (NaN = unlabelled), vocabulary, task_type ("Discrete",
+                otherwise regression). Write one from a KeypointSequences with
+                `keras_hbehavemae.evaluation.write_labels_file`. For a recordings folder
+                whose manifest had a `labels` column, those per-recording CSVs are used.
   --baseline_keypoints  optional `.npy` [N_frames, F] raw normalised keypoints in the
                 labels' frame order, probed as an extra column.
 
@@ -32,18 +36,23 @@ import json
 import os
 import sys
 
-from absl import app, flags
+from absl import flags
+
+from keras_hbehavemae.cli.usage import run_command
 
 FLAGS = flags.FLAGS
 def define_flags() -> None:
     """Defines this command's flags on absl's global `FLAGS` (once per process)."""
     flags.DEFINE_string("embeddings", None, "Folder of level_{k}.npy + frame_number_map.json, "
                         "or of test_submission_{k}.npy dicts.")
-    flags.DEFINE_string("labels", None, "Labels .npy dict (frame_number_map, label_array, "
-                        "vocabulary, task_type). Default: labels.npy in --embeddings.")
+    flags.DEFINE_string("labels", None, "Per-frame labels: a CSV (recording, frame, label "
+                        "columns) or the published .npy dict (frame_number_map, label_array, "
+                        "vocabulary, task_type). Default: labels.npy in --embeddings; for "
+                        "`embed --data` folders, the manifest's per-recording labels CSVs.")
     flags.DEFINE_string("baseline_keypoints", None, "Optional .npy [N_frames, F] raw normalised "
                         "keypoints aligned with the labels' frame_number_map. Default: "
-                        "keypoints.npy in --embeddings, if present; 'none' to skip.")
+                        "keypoints.npy in --embeddings, if present (for `embed --data` folders: "
+                        "the recordings' normalised keypoints); 'none' to skip.")
     flags.DEFINE_string("output_dir", None, "Where the tables and the heat map go.")
     flags.DEFINE_list("seeds", ["41", "42", "43"], "Split seeds (one probe per seed and α).")
     flags.DEFINE_list("alphas", ["0.1", "0.5", "1", "2", "5"], "Ridge penalties.")
@@ -86,44 +95,62 @@ def _default_inputs(embeddings: str, labels: str | None, baseline: str | None):
     return labels, baseline
 
 
-def main(argv):
-    del argv
+def _baseline(path):
+    """The baseline keypoints `[N_frames, F]` float32 of a `.npy` file, or None."""
     import numpy as np
 
+    from keras_hbehavemae.files.npy import read_npy
+
+    if not path:
+        return None
+    baseline = read_npy(path)
+    if baseline.ndim < 1 or baseline.dtype.kind not in "iuf":
+        raise ValueError(f"{path}: the baseline keypoints must be a numeric array "
+                         f"[N_frames, ...], got shape {baseline.shape} and dtype {baseline.dtype}")
+    return baseline.reshape(baseline.shape[0], -1).astype(np.float32)
+
+
+def _folder_inputs(labels_path, baseline_path):
+    """Levels, labels, baseline and frame map of a `level_*.npy` / submission folder."""
+    from keras_hbehavemae import evaluation as probes
+
+    levels, maps = probes.load_embedding_folder(FLAGS.embeddings)
+    labels = probes.load_labels(labels_path, next(iter(maps.values())))
+    frame_map = labels.frame_number_map
+    for level in levels:
+        if maps[level] != frame_map:
+            print(f"note: {level}: frame_number_map differs from the labels'; "
+                  "realigning by sequence name", file=sys.stderr)
+        levels[level] = probes.align_frames(levels[level], maps[level], frame_map)
+    return levels, labels, _baseline(baseline_path), frame_map
+
+
+def main(argv):
+    del argv
     from keras_hbehavemae import evaluation as probes
     from keras_hbehavemae.files.atomic import (
         check_folder_replaceable,
         check_output_is_not_input,
         write_folder_atomically,
     )
-    from keras_hbehavemae.files.npy import read_npy
 
     folder_rules = dict(is_same_kind=is_probe_folder, kind="probe results folder",
                         overwrite=FLAGS.overwrite, flag="--output_dir")
     try:
-        labels_path, baseline_path = _default_inputs(
-            FLAGS.embeddings, FLAGS.labels, FLAGS.baseline_keypoints)
+        recordings = probes.is_recording_folder(FLAGS.embeddings)  # hbehavemae embed --data
+        labels_path, baseline_path = (FLAGS.labels, FLAGS.baseline_keypoints) if recordings \
+            else _default_inputs(FLAGS.embeddings, FLAGS.labels, FLAGS.baseline_keypoints)
         check_output_is_not_input(FLAGS.output_dir, "--output_dir", {
             "--embeddings": FLAGS.embeddings, "--labels": labels_path,
             "--baseline_keypoints": baseline_path,
             "--evaluation_sequences": FLAGS.evaluation_sequences})
         check_folder_replaceable(FLAGS.output_dir, **folder_rules)
-        labels = probes.load_labels_file(labels_path)
-        levels, maps = probes.load_embedding_folder(FLAGS.embeddings)
-        frame_map = labels.frame_number_map
-        for level in levels:
-            if maps[level] != frame_map:
-                print(f"note: {level}: frame_number_map differs from the labels'; "
-                      "realigning by sequence name", file=sys.stderr)
-            levels[level] = probes.align_frames(levels[level], maps[level], frame_map)
-        baseline = None
-        if baseline_path:
-            baseline = read_npy(baseline_path)
-            if baseline.ndim < 1 or baseline.dtype.kind not in "iuf":
-                raise ValueError(f"{baseline_path}: the baseline keypoints must be a numeric "
-                                 f"array [N_frames, ...], got shape {baseline.shape} and "
-                                 f"dtype {baseline.dtype}")
-            baseline = baseline.reshape(baseline.shape[0], -1).astype(np.float32)
+        if recordings:
+            levels, labels, baseline = probes.recording_probe_inputs(
+                FLAGS.embeddings, FLAGS.labels, FLAGS.baseline_keypoints)
+            frame_map = labels.frame_number_map
+        else:
+            levels, labels, baseline, frame_map = _folder_inputs(labels_path, baseline_path)
         evaluation = None
         if FLAGS.evaluation_sequences:
             try:
@@ -154,7 +181,7 @@ def main(argv):
             evaluation_sequences=evaluation,
             standardize=FLAGS.standardize,
         )
-    except (ValueError, OSError, KeyError) as error:
+    except (ValueError, OSError, KeyError, ImportError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
 
@@ -183,7 +210,7 @@ def main(argv):
 def command(argv: list[str] | None = None) -> None:
     """The `hbehavemae evaluate` command (`hbehavemae-evaluate`)."""
     define_flags()
-    app.run(main, argv=argv)
+    run_command(main, sys.argv if argv is None else argv, __doc__)
 
 
 if __name__ == "__main__":

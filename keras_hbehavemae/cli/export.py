@@ -31,7 +31,9 @@ Usage:
 import json
 import sys
 
-from absl import app, flags
+from absl import flags
+
+from keras_hbehavemae.cli.usage import run_command
 
 FLAGS = flags.FLAGS
 
@@ -76,7 +78,7 @@ def main(argv):
 def command(argv: list[str] | None = None) -> None:
     """The `hbehavemae export` command (`hbehavemae-export`)."""
     define_flags()
-    app.run(main, argv=argv)
+    run_command(main, sys.argv if argv is None else argv, __doc__)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,9 @@ Usage:
 import sys
 
 import numpy as np
-from absl import app, flags
+from absl import flags
+
+from keras_hbehavemae.cli.usage import run_command
 
 FLAGS = flags.FLAGS
 def define_flags() -> None:
@@ -192,7 +194,7 @@ def main(argv):
 def command(argv: list[str] | None = None) -> None:
     """The `hbehavemae plot-reconstruction` command (`hbehavemae-plot-reconstruction`)."""
     define_flags()
-    app.run(main, argv=argv)
+    run_command(main, sys.argv if argv is None else argv, __doc__)
 
 
 if __name__ == "__main__":

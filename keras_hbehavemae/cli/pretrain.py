@@ -1,5 +1,11 @@
 """Pretrain hBehaveMAE (or the non-hierarchical BehaveMAE) with the published recipe.
 
+On your own pose-tracking files (DeepLabCut, SLEAP, LightningPose, Anipose, NWB; the
+`[pose]` extra), one line; `--size small|base` sizes the model from the files' geometry:
+
+    hbehavemae pretrain --data "sessions/*.h5" --source_software DeepLabCut \\
+        --output_dir runs/mine
+
 With no flags it trains a small hierarchical model on the built-in synthetic mouse-triplet
 data (generated into `runs/pretrain/data` on first use) for a few minutes on a CPU:
 
@@ -36,20 +42,25 @@ import os
 import sys
 import warnings
 
-from absl import app, flags
+from absl import flags
+
+from keras_hbehavemae.cli.pose_flags import (
+    DEFAULT_NORMALISE,
+    define_pose_flags,
+    help_defaults,
+    pose_pretraining,
+)
+from keras_hbehavemae.cli.usage import run_command
 
 # Defaults per dataset. The published datasets take their architecture, decoder and
 # masking from their built-in presets (`keras_hbehavemae.presets.PUBLISHED_PRESETS`), looked up
 # only when needed because importing the package loads Keras; their training settings
 # (docs/model.md, "Training recipe") are here. "synthetic" is the small default run.
 PUBLISHED_ARCHITECTURE = {"mabe_mice": "mabe22", "shot7m2": "shot7m2", "hbabel": "hbabel"}
+SYNTHETIC_INPUT_SIZE = (300, 3, 24)
 DATASET_DEFAULTS = {
-    "synthetic": dict(
-        input_size="300,3,24", patch_kernel="3,1,24", stages="1,2,1", q_strides="5,1,1;1,3,1",
-        mask_unit_attn="True,False,False", init_embed_dim=32, init_num_heads=2,
-        out_embed_dims="32,48,64", decoder_embed_dim=64, decoder_depth=1, decoder_num_heads=1,
-        decoding_strategy="multi", norm_loss=True, mask_ratio=0.75, batch_size=32, epochs=8,
-        warmup_epochs=1, blr=4e-3, data_augment=False),
+    # The architecture: `--size small` for its (300, 3, 24) windows (`models.sizes`).
+    "synthetic": dict(batch_size=32, epochs=8, warmup_epochs=1, blr=4e-3, data_augment=False),
     "mabe_mice": dict(batch_size=768, epochs=200, warmup_epochs=40, blr=1.6e-4,
                       data_augment=True),
     "shot7m2": dict(batch_size=512, epochs=200, warmup_epochs=40, blr=1.6e-4,
@@ -79,8 +90,10 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     flags.DEFINE_enum("dataset", "synthetic", list(DATASET_DEFAULTS),
                       "Dataset; the other defaults follow it (published settings).", **fv)
     flags.DEFINE_string("path_to_data_dir", None, "Data folder, only read (synthetic: generated "
-                        "there only if the folder is new or empty; default OUTPUT_DIR/data).",
-                        **fv)
+                        "there only if the folder is new or empty; default OUTPUT_DIR/data), "
+                        "or one file: the training split, whatever its name.", **fv)
+    flags.DEFINE_string("held_out_path", None, "A file holding the held-out split, whatever "
+                        "its name (default: the folder's held-out split).", **fv)
     flags.DEFINE_list("synthetic_sequences", ["32", "8"], "Synthetic data only: training and "
                       "test sequences (1800 frames each) generated into an empty data folder.",
                       **fv)
@@ -128,12 +141,13 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
                          "from scratch on its architecture.", **fv)
     flags.DEFINE_enum("jit_compile", "auto", ["auto", "true", "false"], "XLA-compile the train "
                       "step. auto: Keras' choice (JAX: yes; TensorFlow: only with a GPU; torch: "
-                      "no). true speeds TensorFlow up 1.4-1.9x on a CPU (BUILD_NOTES), after a "
+                      "no). true speeds TensorFlow up 1.4-1.9x on a CPU (measured), after a "
                       "longer first step.", **fv)
     flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16"], "Precision.",
                       **fv)
     flags.DEFINE_enum("distribute", "none", ["none", "data_parallel"],
                       "Data parallelism over local devices (JAX, TensorFlow).", **fv)
+    define_pose_flags(flag_values)
 
 
 def join_multi_value_flags(argv: list[str]) -> list[str]:
@@ -164,16 +178,44 @@ def join_multi_value_flags(argv: list[str]) -> list[str]:
 
 
 def _setting(flag_values, name: str):
-    """The flag's value if given, else the dataset's published default."""
+    """The flag's value if given, else the default of the dataset (or of --size for --data)."""
     value = flag_values[name].value
     if value is None:
-        value = dataset_defaults(flag_values.dataset).get(name)
+        value = command_defaults(flag_values).get(name)
     return value
+
+
+def command_defaults(flag_values) -> dict:
+    """The defaults that apply: `--size`'s for `--data`, else the dataset's."""
+    if flag_values["data"].value is not None:
+        from keras_hbehavemae.cli.pose_flags import size_defaults
+
+        return size_defaults(flag_values.size)
+    return dataset_defaults(flag_values.dataset)
+
+
+def effective_defaults(flag_values) -> dict:
+    """What `--help` shows as each flag's default for the given dataset or size."""
+    if flag_values["data"].value is not None:
+        return help_defaults(flag_values)
+    from keras_hbehavemae.data.layouts import layout
+
+    defaults = {name: ",".join(str(v) for v in value) if isinstance(value, tuple) else value
+                for name, value in dataset_defaults(flag_values.dataset).items()}
+    defaults.update(sliding_window=layout(flag_values.dataset).sliding_window,
+                    normalise=DEFAULT_NORMALISE, fill="interpolate")
+    if isinstance(defaults.get("input_size"), str):
+        defaults["num_frames"] = int(defaults["input_size"].replace(",", " ").split()[0])
+    return defaults
 
 
 def dataset_defaults(dataset: str) -> dict:
     """The published (or default-run) settings of `dataset`."""
     defaults = DATASET_DEFAULTS[dataset]
+    if dataset == "synthetic":
+        from keras_hbehavemae.models.sizes import sized_parameters
+
+        defaults = {**sized_parameters("small", SYNTHETIC_INPUT_SIZE), **defaults}
     if dataset in PUBLISHED_ARCHITECTURE:
         from keras_hbehavemae.presets import published_parameters
 
@@ -226,7 +268,7 @@ def training_config(flag_values):
         clip_grad=flag_values.clip_grad or None, seed=flag_values.seed,
         precision=flag_values.precision,
         distribute=None if flag_values.distribute == "none" else flag_values.distribute,
-        steps_per_epoch=flag_values.steps_per_epoch)
+        steps_per_epoch=_setting(flag_values, "steps_per_epoch"))
 
 
 def pretraining_data(flag_values, config):
@@ -255,7 +297,8 @@ def pretraining_data(flag_values, config):
         flag_values.dataset, path, config.input_size,
         sliding_window=flag_values.sliding_window, sampling_rate=flag_values.sampling_rate,
         fill_holes=flag_values.fill_holes, data_augment=bool(_setting(flag_values,
-                                                                      "data_augment")))
+                                                                      "data_augment")),
+        held_out_path=flag_values.held_out_path)
 
 
 def run(flag_values) -> int:
@@ -268,14 +311,21 @@ def run(flag_values) -> int:
 
     try:
         check_output_is_not_input(flag_values.output_dir, "--output_dir", {
-            "--path_to_data_dir": flag_values.path_to_data_dir, "--preset": flag_values.preset},
+            "--path_to_data_dir": flag_values.path_to_data_dir,
+            "--held_out_path": flag_values.held_out_path, "--preset": flag_values.preset},
             may_hold_inputs=True)
-        config = model_config(flag_values)
         training = training_config(flag_values)
         jit_compile = {"auto": "auto", "true": True, "false": False}[flag_values.jit_compile]
         # The lock covers the run's own data folder too: no second run generates into it.
         with FolderLock(flag_values.output_dir, flag="--output_dir"):
-            data = pretraining_data(flag_values, config)
+            if flag_values.data is not None:  # your pose-tracking files
+                config, data = pose_pretraining(
+                    flag_values, ARCHITECTURE_FLAGS + DECODER_FLAGS,
+                    model_config(flag_values) if flag_values.preset else None,
+                    flag_values.sliding_window)
+            else:
+                config = model_config(flag_values)
+                data = pretraining_data(flag_values, config)
             run_pretraining(config, data, training, flag_values.output_dir,
                             log_dir=flag_values.log_dir or None, preset=flag_values.preset,
                             jit_compile=jit_compile,
@@ -283,7 +333,7 @@ def run(flag_values) -> int:
     except TrainingInterrupted as stopped:
         print(str(stopped), file=sys.stderr, flush=True)
         return stopped.exit_status
-    except (ValueError, OSError, NonFiniteLossError, FolderInUseError) as error:
+    except (ValueError, OSError, ImportError, NonFiniteLossError, FolderInUseError) as error:
         print(f"error: {error}", file=sys.stderr, flush=True)
         return 1
     return 0
@@ -291,7 +341,9 @@ def run(flag_values) -> int:
 
 def main(argv):
     if len(argv) > 1:
-        print(f"error: unexpected arguments {argv[1:]}", file=sys.stderr)
+        hint = " (quote a --data glob, so that the shell does not expand it)" if (
+            flags.FLAGS.data is not None) else ""
+        print(f"error: unexpected arguments {argv[1:]}{hint}", file=sys.stderr)
         return 1
     return run(flags.FLAGS)
 
@@ -299,7 +351,9 @@ def main(argv):
 def command(argv: list[str] | None = None) -> None:
     """The `hbehavemae pretrain` command (`hbehavemae-pretrain`)."""
     define_flags()
-    app.run(main, argv=join_multi_value_flags(sys.argv if argv is None else argv))
+    run_command(main, join_multi_value_flags(sys.argv if argv is None else argv), __doc__,
+                effective_defaults=effective_defaults,
+                shared={"log_dir": "TensorBoard folder (default OUTPUT_DIR/logs)."})
 
 
 if __name__ == "__main__":

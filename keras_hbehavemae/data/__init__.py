@@ -9,6 +9,9 @@
 | `normalisation` | (v − 425) / 425, applied after augmentation |
 | `synthetic` | the built-in synthetic hierarchical behaviour dataset |
 | `pipeline` | `tf.data` datasets of model windows |
+| `pose_io` | pose-tracking files through movement (the `[pose]` extra) |
+| `pose`, `pose_transforms` | a recording as model input: selection, gaps, scale, frame rate |
+| `pose_files`, `pose_dataset` | many files (folder, glob, manifest), seeded split, training |
 
 The NumPy-only names are imported eagerly; the TensorFlow-based ones
 (`ArenaAugmentation`, the dataset constructors) load TensorFlow on first use.

@@ -11,6 +11,11 @@ Two strategies, both per coordinate and along the time axis (axis 0):
 
 Coordinates that are never observed are returned unchanged; callers decide
 whether that is an error.
+
+`fill_columns` applies either strategy in place, one column of a `[T, N]` array at a time,
+touching only the columns with gaps: long recordings (a 1-hour pose file) are filled
+without `[T, N]` temporaries. Its interpolation is `np.interp`, equal to
+`interpolate_fill` up to floating-point rounding.
 """
 
 from __future__ import annotations
@@ -121,3 +126,36 @@ def fill_mouse_holes(keypoints: np.ndarray) -> np.ndarray:
         )
     missing = np.broadcast_to(keypoints[..., :1] == 0, keypoints.shape)
     return hold_fill(keypoints, missing)
+
+
+def fill_columns(columns: np.ndarray, method: str = "interpolate") -> np.ndarray:
+    """Fills the NaN of a `[T, N]` float array in place, column by column; returns it.
+
+    Args:
+        columns: `[T, N]`, NaN marking a missing value; changed in place.
+        method: "interpolate" (as `interpolate_fill`) or "hold" (as `hold_fill`).
+
+    Example:
+        >>> columns = np.array([[np.nan, 1.0], [2.0, np.nan], [np.nan, 5.0]])
+        >>> fill_columns(columns)
+        array([[2., 1.],
+               [2., 3.],
+               [2., 5.]])
+    """
+    if method not in ("interpolate", "hold"):
+        raise ValueError(f"method must be 'interpolate' or 'hold', got {method!r}")
+    if columns.ndim != 2:
+        raise ValueError(f"fill_columns expects [T, N], got shape {columns.shape}")
+    frames = np.arange(columns.shape[0])
+    for column in np.flatnonzero(np.isnan(columns).any(axis=0)):
+        values = columns[:, column].copy()  # contiguous: much faster to index than the view
+        missing = np.isnan(values)
+        if missing.all():
+            continue
+        if method == "interpolate":
+            observed = ~missing
+            values[missing] = np.interp(frames[missing], frames[observed], values[observed])
+        else:
+            values = hold_fill(values, missing)
+        columns[:, column] = values
+    return columns

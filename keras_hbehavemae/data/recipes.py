@@ -182,17 +182,21 @@ def load_pretraining_data(
     sampling_rate: int = 1,
     fill_holes: bool = False,
     data_augment: bool = False,
+    held_out_path: str | None = None,
 ) -> PretrainingData:
     """Reads a dataset by name and wires the published per-window recipe.
 
     Args:
         dataset: one of `DATASETS`.
-        path: the data folder (see the module table).
+        path: the data folder (see the layouts table), or one file: the training split,
+            read whatever its name.
         input_size: the model's (T, H, W); T is the window length, (H, W) is checked.
         sliding_window: stride between window starts (default: the published one).
         sampling_rate: stride between frames inside a window.
         fill_holes: MABe hole filling (mouse datasets only; off in the published run).
         data_augment: arena augmentation (mouse datasets only; published MABe22: on).
+        held_out_path: a file holding the held-out split, whatever its name (default: the
+            folder's held-out split; none for a file `path`).
 
     Raises:
         ValueError: unknown dataset, options the dataset does not support, or data whose
@@ -207,22 +211,33 @@ def load_pretraining_data(
     if sliding_window is None:
         sliding_window = spec.sliding_window
     num_frames, expected_hw = int(input_size[0]), tuple(int(v) for v in input_size[1:])
+    source = os.fspath(path) if held_out_path is None else {
+        "train": os.fspath(path), "held_out": os.fspath(held_out_path)}
     options = dict(num_frames=num_frames, sampling_rate=sampling_rate,
-                   sliding_window=sliding_window, padding=spec.padding, source=os.fspath(path))
-    if not os.path.isdir(path):
-        raise FileNotFoundError(f"--path_to_data_dir {path!r}: no such folder")
-    if dataset == "keypoints":
+                   sliding_window=sliding_window, padding=spec.padding, source=source)
+    if held_out_path is not None and not os.path.isfile(held_out_path):
+        raise FileNotFoundError(f"--held_out_path {held_out_path!r}: no such file")
+    if os.path.isfile(path):  # explicit files: no fixed names
+        train = read_file(dataset, path, expected_hw, fill_holes)
+        test = None
+    elif not os.path.isdir(path):
+        raise FileNotFoundError(f"--path_to_data_dir {path!r}: no such file or folder")
+    elif dataset == "keypoints":
         # `train/` and an optional `test/` folder, or one folder of training arrays.
         train_folder = split_path(dataset, path, "train", must_exist=False)
         if not os.path.isdir(train_folder):
-            return PretrainingData(dataset, read_file(dataset, path, expected_hw), None,
-                                   **options)
-        test_folder = split_path(dataset, path, spec.held_out_split, must_exist=False)
-        test = read_file(dataset, test_folder, expected_hw) if os.path.isdir(test_folder) else None
-        return PretrainingData(dataset, read_file(dataset, train_folder, expected_hw), test,
-                               **options)
-    train, test = (read_split(dataset, path, split, expected_hw, fill_holes)
-                   for split in ("train", spec.held_out_split))
+            train, test = read_file(dataset, path, expected_hw), None
+        else:
+            test_folder = split_path(dataset, path, spec.held_out_split, must_exist=False)
+            test = (read_file(dataset, test_folder, expected_hw)
+                    if os.path.isdir(test_folder) and held_out_path is None else None)
+            train = read_file(dataset, train_folder, expected_hw)
+    else:
+        train = read_split(dataset, path, "train", expected_hw, fill_holes)
+        test = None if held_out_path is not None else read_split(
+            dataset, path, spec.held_out_split, expected_hw, fill_holes)
+    if held_out_path is not None:
+        test = read_file(dataset, held_out_path, expected_hw, fill_holes)
     if not spec.mice:
         return PretrainingData(dataset, train, test, **options)
     from keras_hbehavemae.data.augment import ArenaAugmentation

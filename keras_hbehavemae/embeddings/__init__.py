@@ -6,6 +6,7 @@
 | `modes` | the extraction modes (`exact`, `fast`, `strided`) and their windows |
 | `pca` | exact and streaming PCA, the published limits |
 | `submission` | the published submission files |
+| `recordings` | one embedding file per pose recording (`hbehavemae embed --data`) |
 | `reconstruction` | masked reconstruction and imputation of badly tracked frames |
 """
 

@@ -186,6 +186,7 @@ def embed_sequence(
     batch_size: int = DEFAULT_BATCH_SIZE,
     normalise: Normalisation | None = None,
     window_stride: int | None = None,
+    on_batch: Callable[[int, int], None] | None = None,
 ) -> list[np.ndarray]:
     """Per-frame embeddings of one sequence (details in the module docstring).
 
@@ -216,6 +217,8 @@ def embed_sequence(
             of windows `[B, T, H, W]` before the backbone (e.g. `ArenaNormalisation()`
             for MABe22, as in training without augmentation).
         window_stride: k of strided mode (default ⌊T/4⌋); only with mode="strided".
+        on_batch: optional `on_batch(windows_done, windows_total)`, called after every
+            batch (a progress bar).
 
     Returns:
         One float32 array `[L, D_k]` per requested level, D_k = H_k·W_k·out_k
@@ -245,6 +248,8 @@ def embed_sequence(
                 rows = level_rows(level_map[:, token:token + 1], embedsum)[:, 0]  # [b, D]
                 output[first * stride:(first + len(rows)) * stride] = np.repeat(
                     rows, stride, axis=0)
+            if on_batch is not None:
+                on_batch(first + maps[0].shape[0], len(plan))
         return [output[:length] for output in outputs]
 
     # Exact and strided mode: per-frame running sums, kept as difference arrays over the
@@ -259,6 +264,8 @@ def embed_sequence(
                 begin = starts + token * tau  # unique within the batch
                 difference[begin] += rows[:, token]
                 difference[begin + tau] -= rows[:, token]
+        if on_batch is not None:
+            on_batch(first + maps[0].shape[0], len(plan))
     # Windows covering each padded frame: T for every original frame in exact mode.
     coverage = np.zeros(padded_length + 1, np.int64)
     np.add.at(coverage, plan.starts, 1)

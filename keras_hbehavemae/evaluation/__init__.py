@@ -7,9 +7,12 @@
 | `protocol` | the seeded sequence splits and per-level probes |
 | `table` | the probe table (markdown, CSV, JSON) |
 | `labels` | labels files and embedding folders on disk |
+| `frame_labels` | per-frame labels in CSV files (your own recordings) |
+| `recording_folder` | the per-recording embedding folders of `hbehavemae embed --data` |
 | `plots` | the probe heat map and training curves (matplotlib) |
 """
 
+from keras_hbehavemae.evaluation.frame_labels import load_labels, read_labels_csv
 from keras_hbehavemae.evaluation.labels import (
     LabelsFile,
     align_frames,
@@ -23,6 +26,11 @@ from keras_hbehavemae.evaluation.protocol import (
     frame_sequence_index,
     probe_embeddings,
     split_sequences,
+)
+from keras_hbehavemae.evaluation.recording_folder import (
+    is_recording_folder,
+    load_recording_folder,
+    recording_probe_inputs,
 )
 from keras_hbehavemae.evaluation.ridge import RidgeClassifier, RidgeRegression, ridge_path
 from keras_hbehavemae.evaluation.table import (
@@ -42,11 +50,16 @@ __all__ = [
     "f1_binary",
     "f1_macro",
     "frame_sequence_index",
+    "is_recording_folder",
     "load_embedding_folder",
+    "load_labels",
     "load_labels_file",
+    "load_recording_folder",
     "mean_squared_error",
     "probe_embeddings",
     "probe_table",
+    "read_labels_csv",
+    "recording_probe_inputs",
     "ridge_path",
     "split_sequences",
     "write_labels_file",

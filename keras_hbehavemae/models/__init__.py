@@ -4,6 +4,7 @@
 |---|---|
 | `config` | `HBehaveMAEConfig`: every published parameter and its validation |
 | `geometry` | every derived size (pure Python) |
+| `sizes` | `--size small|base`: a configuration derived from the input geometry |
 | `layers/` | patch and position embedding, token order, mask-unit attention, Hiera block, fusion head, decoder |
 | `backbone` | `HBehaveMAEBackbone`, the deterministic encoder |
 | `decoding` | the decoding strategies ("multi", "single") as behaviour |

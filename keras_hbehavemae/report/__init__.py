@@ -6,6 +6,7 @@
 | `diagram` | the ASCII diagram of the hierarchy |
 | `markdown` | `data_flow_report` and `render_data_flow`: markdown or JSON |
 | `formatting` | text helpers |
+| `suggestions` | the nearest valid windows and patches when a geometry does not divide |
 """
 
 from keras_hbehavemae.report.markdown import data_flow_report, render_data_flow
