@@ -4,12 +4,17 @@
 |---|---|
 | `ridge` | closed-form ridge regression and classification |
 | `metrics` | F1 and MSE |
-| `protocol` | the seeded sequence splits and per-level probes |
-| `table` | the probe table (markdown, CSV, JSON) |
+| `splits` | the seeded sequence splits (k-fold; the published train/test split) |
+| `protocol` | per-level probes, scores per seed and fold |
+| `comparison` | paired comparisons against a control across seeds |
+| `baselines` | raw keypoints with their motion (the context baseline) |
+| `table` | the probe table with controls and baselines (markdown, CSV, JSON) |
 | `labels` | labels files and embedding folders on disk |
 | `plots` | the probe heat map and training curves (matplotlib) |
 """
 
+from keras_hbehavemae.evaluation.baselines import DEFAULT_MOTION_WINDOWS, motion_features
+from keras_hbehavemae.evaluation.comparison import PairedComparison, compare
 from keras_hbehavemae.evaluation.labels import (
     LabelsFile,
     align_frames,
@@ -18,13 +23,14 @@ from keras_hbehavemae.evaluation.labels import (
     write_labels_file,
 )
 from keras_hbehavemae.evaluation.metrics import f1_binary, f1_macro, mean_squared_error
-from keras_hbehavemae.evaluation.protocol import (
-    ProbeResult,
+from keras_hbehavemae.evaluation.protocol import ProbeResult, chance_score, probe_embeddings
+from keras_hbehavemae.evaluation.ridge import RidgeClassifier, RidgeRegression, ridge_path
+from keras_hbehavemae.evaluation.splits import (
     frame_sequence_index,
-    probe_embeddings,
+    kfold_sequences,
+    make_splits,
     split_sequences,
 )
-from keras_hbehavemae.evaluation.ridge import RidgeClassifier, RidgeRegression, ridge_path
 from keras_hbehavemae.evaluation.table import (
     ProbeTable,
     probe_table,
@@ -33,18 +39,25 @@ from keras_hbehavemae.evaluation.table import (
 )
 
 __all__ = [
+    "DEFAULT_MOTION_WINDOWS",
     "LabelsFile",
+    "PairedComparison",
     "ProbeResult",
     "ProbeTable",
     "RidgeClassifier",
     "RidgeRegression",
     "align_frames",
+    "chance_score",
+    "compare",
     "f1_binary",
     "f1_macro",
     "frame_sequence_index",
+    "kfold_sequences",
     "load_embedding_folder",
     "load_labels_file",
+    "make_splits",
     "mean_squared_error",
+    "motion_features",
     "probe_embeddings",
     "probe_table",
     "ridge_path",

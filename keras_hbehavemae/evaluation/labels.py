@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from keras_hbehavemae.evaluation.protocol import FrameNumberMap, task_kind
+from keras_hbehavemae.evaluation.protocol import task_kind
+from keras_hbehavemae.evaluation.splits import FrameNumberMap
 
 
 @dataclasses.dataclass
