@@ -17,6 +17,10 @@ Multi-value flags take the published space-separated form as well as commas:
 False`; `--q_strides "2,1,4;2,1,6"`). Boolean flags accept `--norm_loss`,
 `--nonorm_loss`, `--norm_loss=True` and the published `--norm_loss True`.
 
+`--save_initial` also keeps the weights the run starts from as the preset
+`OUTPUT_DIR/initial_preset` (weights "initial"): the untrained control of the probe
+table. `--epochs 0` writes only that preset and trains nothing.
+
 Rerunning the same command resumes an interrupted run from its last completed epoch; a
 different configuration for an existing `--output_dir` is refused (use a new one).
 Invalid settings print the error and exit with status 1.
