@@ -1,7 +1,7 @@
-"""The documented end-to-end command sequence (README, "End to end: pretrain,
-extract, probe, plot"), at a
-tiny size: pretrain on synthetic data, extract embeddings, probe every level against the
-raw-keypoint baseline, plot the training curves and a reconstruction. Each step runs as a
+"""The documented end-to-end command sequence (README, "End to end: pretrain, extract, probe,
+plot"), at a tiny size: pretrain on synthetic data (keeping the initial weights), extract
+embeddings of the trained model and of its untrained control, probe every level against its
+control and the baselines, plot the training curves and a reconstruction. Each step runs as a
 subprocess on the current backend, exactly as a user would type it."""
 
 import csv
@@ -41,13 +41,15 @@ def end_to_end(tmp_path_factory):
                    "XLA_FLAGS": "--xla_backend_optimization_level=0"}
     run_script("pretrain.py", f"--output_dir={run}", "--synthetic_sequences=8,8",
                "--synthetic_frames=400", "--epochs=2",
-               "--warmup_epochs=1", "--steps_per_epoch=6", "--batch_size=8",
+               "--warmup_epochs=1", "--steps_per_epoch=6", "--batch_size=8", "--save_initial",
                *TINY_ARCHITECTURE, environment=environment)
     run_script("extract_embeddings.py", f"--preset={run / 'preset'}",
+               f"--control={run / 'initial_preset'}", "--mode=strided",
                f"--path_to_data_dir={run / 'data'}", "--noembedsum", "--batch_size=256",
                f"--output_dir={run / 'embeddings'}", environment=environment)
-    run_script("evaluate.py", f"--embeddings={run / 'embeddings'}",
-               f"--output_dir={run / 'probes'}", environment=environment)
+    evaluated = run_script("evaluate.py", f"--embeddings={run / 'embeddings'}",
+                           f"--output_dir={run / 'probes'}", environment=environment)
+    (run / "evaluate.out").write_text(evaluated.stdout)
     run_script("plot_training.py", f"--log={run / 'metrics.jsonl'}",
                f"--output={run / 'training.png'}", environment=environment)
     run_script("plot_reconstruction.py", f"--preset={run / 'preset'}",
@@ -73,16 +75,40 @@ def test_extraction_writes_levels_labels_and_baseline(end_to_end):
     assert labels["label_array"].shape == (4, frames)
 
 
-def test_probe_table_has_every_level_and_the_baseline(end_to_end):
+def test_control_embeddings_come_from_the_initial_weights(end_to_end):
+    control = end_to_end / "embeddings" / "control"
+    summary = json.loads((control / "extraction.json").read_text())
+    assert summary["preset"] == str(end_to_end / "initial_preset")
+    assert summary["weights"] == "initial" and summary["role"] == "control"
+    trained = np.load(end_to_end / "embeddings" / "level_1.npy")
+    assert np.load(control / "level_1.npy").shape == trained.shape
+    assert not np.allclose(np.load(control / "level_1.npy"), trained)
+
+
+def test_probe_table_has_levels_controls_and_baselines(end_to_end):
     with open(end_to_end / "probes" / "probe_table.csv", newline="") as file:
         rows = list(csv.DictReader(file))
     assert sorted(row["task"] for row in rows) == sorted(TASKS)
+    columns = (*LEVELS, *(f"control_{level}" for level in LEVELS), "raw_keypoints",
+               "raw_motion")
     for row in rows:
-        for column in (*LEVELS, "raw_keypoints"):
-            score = float(row[column])
+        for column in columns:
+            score, spread = float(row[column]), float(row[f"{column}_sd"])
             assert np.isfinite(score) and score >= 0.0, (row, column)
+            assert np.isfinite(spread) and spread >= 0.0, (row, column)
+            seeds = [float(row[f"{column}_seed_{seed}"]) for seed in (41, 42, 43, 44, 45)]
+            assert score == pytest.approx(np.mean(seeds)), (row, column)
             if row["task"] != "cohesion":  # F1 scores; cohesion is an MSE
                 assert score <= 1.0
+        for level in LEVELS:
+            assert row[f"{level}_vs_control"] in ("better", "worse", "same")
+    markdown = (end_to_end / "probes" / "probe_table.md").read_text()
+    assert "sample standard deviation across 5 seeds" in markdown
+    assert "4-fold cross-validation" in markdown
+    wrote = (end_to_end / "evaluate.out").read_text().splitlines()[-1]
+    for name in ("probe_table.md", "probe_table.csv", "probe_results.json",
+                 "probe_heatmap.png"):
+        assert name in wrote
 
 
 def test_pictures_are_written(end_to_end):

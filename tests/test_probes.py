@@ -29,8 +29,8 @@ from keras_hbehavemae.evaluation import (
     write_table_csv,
     write_table_markdown,
 )
-from keras_hbehavemae.evaluation.protocol import _make_splits
 from keras_hbehavemae.evaluation.ridge import balanced_sample_weights
+from keras_hbehavemae.evaluation.splits import make_splits
 
 pytestmark = pytest.mark.backend_independent
 
@@ -146,15 +146,15 @@ def test_probe_scores_on_constructed_tasks():
     assert results["three_classes"].metric == "macro_f1"
     assert results["three_classes"].score >= 0.9
     assert abs(results["random"].score - 0.5) <= 0.1
-    assert abs(results["random"].no_ensemble - 0.5) <= 0.1
+    assert abs(results["random"].ensemble - 0.5) <= 0.1
     assert results["linear"].metric == "mse" and results["linear"].score <= 1e-3
     assert results["noise"].score == pytest.approx(4.0, rel=0.15)  # ≈ the label's variance
     for result in results.values():
         assert sorted(result.ensemble_scores) == [0.1, 0.5, 1.0, 2.0, 5.0]
-        assert sorted(result.seed_scores[1.0]) == [41, 42, 43]
+        assert sorted(result.seed_scores[1.0]) == [41, 42, 43, 44, 45]
         assert result.std_across_alphas == pytest.approx(
             np.std(list(result.ensemble_scores.values())))
-        assert result.protocol == "held_out"
+        assert result.protocol == "kfold"
 
 
 def test_nan_labels_are_skipped():
@@ -166,9 +166,7 @@ def test_nan_labels_are_skipped():
     x[np.isnan(label)] *= 1000.0
     result = probe_embeddings(x, {"task": label}, {"task": "discrete"}, ids)["task"]
     assert result.score >= 0.95
-    splits = _make_splits(*frame_sequence_index(ids, len(x)), (41, 42, 43), 0.25, None)
-    held_out_any = np.any([split.scored for split in splits], axis=0)
-    assert result.num_scored_frames == np.count_nonzero(held_out_any & np.isfinite(label))
+    assert result.num_scored_frames == np.count_nonzero(np.isfinite(label))  # k-fold: all
     all_nan = probe_embeddings(x, {"t": np.full(len(x), np.nan)}, {"t": "discrete"}, ids)["t"]
     assert np.isnan(all_nan.score) and all_nan.num_scored_frames == 0
 
@@ -202,9 +200,11 @@ def test_splits_are_by_sequence():
     index, names = frame_sequence_index(frame_map, 9)
     assert names == ["b", "a", "c"] and index.tolist() == [0, 0, 0, 1, 1, 2, 2, 2, 2]
     _, x, ids = _frames()
-    for split in _make_splits(*frame_sequence_index(ids, len(x)), (41, 42, 43), 0.25, None):
-        assert not set(ids[split.train]) & set(ids[split.scored])
-        assert len(set(ids[split.scored])) == 10
+    for split in make_splits(*frame_sequence_index(ids, len(x)), (41, 42, 43),
+                             split="train_test_split", test_fraction=0.25):
+        (fold,) = split.folds
+        assert not set(ids[fold.train]) & set(ids[fold.scored])
+        assert len(set(ids[fold.scored])) == 10
 
 
 def test_memorising_sequence_identity_does_not_leak():
@@ -216,7 +216,7 @@ def test_memorising_sequence_identity_does_not_leak():
     x = codes[ids] + 0.01 * rng.normal(size=(len(ids), 64))
     label = rng.integers(0, 2, NUM_SEQUENCES)[ids].astype(float)
     result = probe_embeddings(x, {"t": label}, {"t": "discrete"}, ids)["t"]
-    assert result.no_ensemble < 0.85  # a frame-level split would score ≈ 1
+    assert result.score < 0.85  # a frame-level split would score ≈ 1
     in_sample = RidgeClassifier(alpha=1.0).fit(x, label).predict(x)
     assert f1_binary(label, in_sample) > 0.99
 
@@ -228,13 +228,13 @@ def test_evaluation_set_protocol_and_binary_or_ensemble():
     types = dict.fromkeys(labels, "discrete")
     evaluation = list(range(30, 40))
     results = probe_embeddings(x, labels, types, ids, evaluation_sequences=evaluation,
-                               alphas=(1.0,))
+                               split="train_test_split", alphas=(1.0,))
     assert results["threshold"].protocol == "evaluation_set"
     assert results["threshold"].num_scored_frames == 10 * FRAMES_PER_SEQUENCE
     assert results["threshold"].score >= 0.95
     # The OR ensemble predicts "positive" at least as often as any single seed, so on a
     # random label its recall, and here its F1, cannot be below the seeds' mean by much.
-    assert results["random"].score >= results["random"].no_ensemble - 0.02
+    assert results["random"].ensemble >= results["random"].score - 0.02
 
 
 def test_multi_class_vote_and_dict_levels():
@@ -258,6 +258,9 @@ def test_probe_argument_errors():
     with pytest.raises(ValueError, match="non-finite"):
         probe_embeddings(bad, label, {"t": "discrete"}, ids)
     with pytest.raises(ValueError, match="hold out"):
+        probe_embeddings(x[:50], {"t": label["t"][:50]}, {"t": "discrete"}, ids[:50],
+                         split="train_test_split")
+    with pytest.raises(ValueError, match="folds"):
         probe_embeddings(x[:50], {"t": label["t"][:50]}, {"t": "discrete"}, ids[:50])
 
 
@@ -269,13 +272,13 @@ def _small_table(with_baseline: bool = True):
     levels = {"level_0": x, "level_1": rng.normal(size=(len(x), 3))}
     baseline = rng.normal(size=(len(x), 2, 3)) if with_baseline else None
     return probe_table(levels, labels, types, ids, baseline=baseline, seeds=(0, 1),
-                       alphas=(0.5, 1.0))
+                       alphas=(0.5, 1.0), motion_windows=None)
 
 
 def test_probe_table_rows_and_writers(tmp_path):
     table = _small_table()
     assert table.columns == ["level_0", "level_1", "raw_keypoints"]
-    assert table.tasks == ["threshold", "linear"] and table.baseline_column == "raw_keypoints"
+    assert table.tasks == ["threshold", "linear"] and table.baseline_columns == ["raw_keypoints"]
     rows = table.rows()
     assert [row["task"] for row in rows] == ["threshold", "linear"]
     assert rows[0]["metric"] == "f1" and rows[1]["metric"] == "mse"
@@ -284,18 +287,19 @@ def test_probe_table_rows_and_writers(tmp_path):
     write_table_csv(table, tmp_path / "table.csv")
     with open(tmp_path / "table.csv", newline="") as file:
         read = list(csv.DictReader(file))
-    assert list(read[0]) == ["task", "task_type", "metric"] + [
+    assert list(read[0]) == ["task", "task_type", "metric", "chance"] + [
         name for column in table.columns
-        for name in (column, f"{column}_std", f"{column}_no_ensemble")
+        for name in (column, f"{column}_sd", f"{column}_ensemble", f"{column}_seed_0",
+                     f"{column}_seed_1")
     ]  # fmt: skip
     assert [row["task"] for row in read] == ["threshold", "linear"]
     assert float(read[0]["level_0"]) == pytest.approx(rows[0]["level_0"])
 
     write_table_markdown(table, tmp_path / "table.md")
     lines = (tmp_path / "table.md").read_text().splitlines()
-    assert lines[0] == "| task | metric | level_0 | level_1 | raw_keypoints |"
-    assert lines[2].startswith("| threshold | f1 | **")  # best column in bold
-    assert lines[3].startswith("| linear | mse | **")
+    assert lines[0] == "| task | metric | chance | level_0 | level_1 | raw_keypoints |"
+    assert lines[2].startswith("| threshold | f1 | 0.494 | **")
+    assert "| **" in lines[2] and "| **" in lines[3]  # best column in bold
     assert " ± " in lines[2]
     json.dumps(table.to_dict())  # serialisable
 
@@ -370,15 +374,18 @@ def test_evaluate_script_end_to_end(tmp_path):
                              timeout=300, check=False)
     assert process.returncode == 0, process.stderr[-3000:]
     markdown = (output / "probe_table.md").read_text()
-    assert markdown.startswith("| task | metric | level_0 | level_1 | raw_keypoints |")
+    assert markdown.startswith(
+        "| task | metric | chance | level_0 | level_1 | raw_keypoints | raw_motion |")
+    assert "sample standard deviation across 2 seeds (1, 2)" in markdown
     with open(output / "probe_table.csv", newline="") as file:
         tasks = [row["task"] for row in csv.DictReader(file)]
     assert tasks == ["action", "activity", "cohesion", "moveme"]
     results = json.loads((output / "probe_results.json").read_text())
-    assert results["columns"] == ["level_0", "level_1", "raw_keypoints"]
+    assert results["columns"] == ["level_0", "level_1", "raw_keypoints", "raw_motion"]
     try:
         import matplotlib  # noqa: F401
     except ImportError:
         assert "pip install matplotlib" in process.stderr
     else:
         assert (output / "probe_heatmap.png").stat().st_size > 5000
+        assert "probe_heatmap.png" in process.stdout.splitlines()[-1]  # the "wrote" line

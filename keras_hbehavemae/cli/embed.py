@@ -22,6 +22,12 @@ When the sequences carry per-frame labels (the synthetic data does), the folder 
 encoder sees, in the same frame order. `hbehavemae evaluate` finds both there and probes
 the keypoints as the raw-keypoint baseline.
 
+`--control PRESET` also embeds the same sequences with a control model of the same
+architecture (typically its initial weights, `hbehavemae pretrain --save_initial`) into
+`OUTPUT_DIR/control/`, where `hbehavemae evaluate` finds it; `--control initial` builds
+the control from the --preset's configuration with the seeded initialisation a
+pretraining run with `--control_seed` starts from.
+
 Data: `--path_to_data_dir` is a split file, read directly, or the data folder of
 `--dataset` (the layouts are listed in `keras_hbehavemae.data.layouts`).
 `--split` overrides the split name (e.g. `train`). No augmentation is applied. Inputs are
@@ -47,6 +53,8 @@ from keras_hbehavemae.cli.usage import run_command
 from keras_hbehavemae.data.layouts import DATASETS, layout
 
 FLAGS = flags.FLAGS
+
+
 def define_flags() -> None:
     """Defines this command's flags on absl's global `FLAGS` (once per process)."""
     flags.DEFINE_string("preset", None, "Preset folder of the trained backbone "
@@ -87,6 +95,13 @@ def define_flags() -> None:
     flags.DEFINE_bool("allow_random_weights", False, "Accept a preset without trained weights "
                       "(an untrained control): its embeddings are those of random weights.")
     define_pose_flags(embedding=True)
+    flags.DEFINE_string("control", None, "Also embed with a control of the same architecture "
+                        "into OUTPUT_DIR/control: a preset (e.g. RUN/initial_preset from "
+                        "`hbehavemae pretrain --save_initial`; random weights are accepted "
+                        "here), or 'initial': the --preset's configuration with the seeded "
+                        "initial weights of a run with --control_seed.")
+    flags.DEFINE_integer("control_seed", None, "Seed of --control initial (default: the seed "
+                         "in the --preset's metadata, if it has one).")
     flags.mark_flags_as_required(["preset", "output_dir"])
 
 
@@ -121,37 +136,122 @@ def write_labels_and_baseline(sequences, output_dir: str, normalise) -> list[str
     return [labels_path, keypoints_path]
 
 
+def control_backbone(control: str, preset: str, backbone, seed: int | None):
+    """The control's backbone (same architecture as `backbone`) and its weights kind."""
+    from keras_hbehavemae.loading import load_model, read_model_config
+    from keras_hbehavemae.presets import read_metadata
+
+    if control == "initial":
+        from keras_hbehavemae.training.run import seeded_pretrainer
+
+        config, _ = read_model_config(preset, "--preset")
+        if config is None:
+            raise ValueError(f"--control initial: --preset {preset!r} holds no configuration")
+        if seed is None:
+            try:
+                seed = read_metadata(preset).get("training", {}).get("seed")
+            except (ValueError, OSError):
+                seed = None
+            if seed is None:
+                raise ValueError("--control initial: the --preset's metadata names no training "
+                                 "seed; give --control_seed")
+        return seeded_pretrainer(config, int(seed)).backbone, f"initial, seed {seed}"
+    model = load_model(control, kind="backbone", parameter="--control", allow_random_weights=True)
+    if model.geometry.config.encoder_kwargs() != backbone.geometry.config.encoder_kwargs():
+        raise ValueError(f"--control {control!r}: its architecture differs from --preset "
+                         f"{preset!r}; a control must be the same architecture")
+    try:
+        kind = read_metadata(control).get("weights", "unknown")
+    except (ValueError, OSError, TypeError):
+        kind = "unknown"
+    return model, kind
+
+
+def extract(backbone, sequences, output_dir: str, description: dict) -> tuple[dict, int]:
+    """Embeds `sequences` with `backbone` into `output_dir`; returns (summary, files)."""
+    from keras_hbehavemae import embeddings
+    from keras_hbehavemae.data.normalisation import ArenaNormalisation
+    from keras_hbehavemae.files.atomic import write_json_atomically
+
+    if FLAGS.jit_compile != "auto":
+        backbone.compile(jit_compile=FLAGS.jit_compile == "true")
+    levels = None if FLAGS.levels is None else [int(level) for level in FLAGS.levels]
+    mice = layout(FLAGS.dataset).mice
+    embedsum = mice if FLAGS.embedsum is None else FLAGS.embedsum
+    normalise = ArenaNormalisation() if mice else None
+    started = time.time()
+    frame_number_map, per_level = embeddings.embed_sequences(
+        backbone, sequences, levels=levels, mode=FLAGS.mode, embedsum=embedsum,
+        batch_size=FLAGS.batch_size, normalise=normalise, window_stride=FLAGS.window_stride)
+    seconds = time.time() - started
+    level_ids = list(range(len(per_level))) if levels is None else [
+        level % len(backbone.geometry.levels) for level in levels]
+    raw_dims = [int(level.shape[1]) for level in per_level]
+    limit = None
+    if FLAGS.pca:
+        limit = FLAGS.pca_dim
+        if limit is None:
+            limit = layout(FLAGS.dataset).pca_limit or 64
+        per_level = embeddings.apply_pca_limit(per_level, limit)
+    paths = embeddings.write_submission(
+        output_dir, frame_number_map, dict(zip(level_ids, per_level, strict=True)),
+        combined=True if FLAGS.combined else None)
+    if FLAGS.write_labels and description["role"] == "model":
+        extra = write_labels_and_baseline(sequences, output_dir, normalise)
+        paths.update({os.path.basename(path): path for path in extra})
+    summary = {
+        **description,
+        "dataset": FLAGS.dataset,
+        "path_to_data_dir": FLAGS.path_to_data_dir,
+        "mode": FLAGS.mode,
+        "window_stride": FLAGS.window_stride,
+        "jit_compile": FLAGS.jit_compile,
+        "embedsum": bool(embedsum),
+        "normalise": None if normalise is None else repr(normalise),
+        "levels": level_ids,
+        "dims_before_pca": raw_dims,
+        "pca_limit": limit,
+        "dims": [int(level.shape[1]) for level in per_level],
+        "sequences": len(frame_number_map),
+        "frames": int(per_level[0].shape[0]),
+        "seconds": round(seconds, 3),
+    }
+    write_json_atomically(os.path.join(output_dir, "extraction.json"), summary)
+    return summary, len(paths) + 1
+
+
 def main(argv):
     if len(argv) > 1:
         print(f"error: unexpected arguments {argv[1:]} (quote a --data glob, so that the shell "
               "does not expand it)", file=sys.stderr)
         return 1
-    from keras_hbehavemae import embeddings
-    from keras_hbehavemae.data.normalisation import ArenaNormalisation
     from keras_hbehavemae.embeddings.recordings import is_recordings_folder
-    from keras_hbehavemae.embeddings.submission import is_embedding_folder
+    from keras_hbehavemae.embeddings.submission import CONTROL_FOLDER, is_embedding_folder
     from keras_hbehavemae.files.atomic import (
         check_folder_replaceable,
         check_output_is_not_input,
         write_folder_atomically,
-        write_json_atomically,
     )
     from keras_hbehavemae.loading import load_model
+    from keras_hbehavemae.presets import read_metadata
 
-    folder_rules = dict(is_same_kind=is_embedding_folder, kind="embedding folder",
-                        overwrite=FLAGS.overwrite, flag="--output_dir")
+    folder_rules = dict(
+        is_same_kind=is_embedding_folder if FLAGS.data is None else is_recordings_folder,
+        kind="embedding folder", overwrite=FLAGS.overwrite, flag="--output_dir")
+    lines = []
     try:
         check_output_is_not_input(FLAGS.output_dir, "--output_dir", {
-            "--preset": FLAGS.preset, "--path_to_data_dir": FLAGS.path_to_data_dir})
-        if FLAGS.data is None:
-            check_folder_replaceable(FLAGS.output_dir, **folder_rules)
+            "--preset": FLAGS.preset, "--path_to_data_dir": FLAGS.path_to_data_dir,
+            "--control": None if FLAGS.control == "initial" else FLAGS.control})
+        check_folder_replaceable(FLAGS.output_dir, **folder_rules)
         backbone = load_model(FLAGS.preset, kind="backbone", parameter="--preset",
                               allow_random_weights=FLAGS.allow_random_weights)
-        if FLAGS.jit_compile != "auto":
-            backbone.compile(jit_compile=FLAGS.jit_compile == "true")
         if FLAGS.data is not None:  # your pose files: one embedding file per recording
-            folder_rules["is_same_kind"] = is_recordings_folder
-            check_folder_replaceable(FLAGS.output_dir, **folder_rules)
+            if FLAGS.control is not None:
+                raise ValueError("--control applies to --path_to_data_dir extraction, not to "
+                                 "--data (embed the control preset into another folder)")
+            if FLAGS.jit_compile != "auto":
+                backbone.compile(jit_compile=FLAGS.jit_compile == "true")
             index = {}
             write_folder_atomically(
                 FLAGS.output_dir,
@@ -163,64 +263,39 @@ def main(argv):
             return 0
         if FLAGS.path_to_data_dir is None:
             raise ValueError("give --data (your pose files) or --path_to_data_dir")
+        try:
+            kind = read_metadata(FLAGS.preset).get("weights", "unknown")
+        except (ValueError, OSError, TypeError):
+            kind = "unknown"  # not a preset folder (a .keras or weights file)
+        control = None
+        if FLAGS.control is not None:
+            control = control_backbone(FLAGS.control, FLAGS.preset, backbone, FLAGS.control_seed)
         input_size = tuple(int(v) for v in backbone.geometry.config.input_size)
         sequences = read_sequences(FLAGS.dataset, FLAGS.path_to_data_dir, FLAGS.split,
                                    input_size[1:], FLAGS.fill_holes)
-        levels = None if FLAGS.levels is None else [int(level) for level in FLAGS.levels]
-        mice = layout(FLAGS.dataset).mice
-        embedsum = mice if FLAGS.embedsum is None else FLAGS.embedsum
-        normalise = ArenaNormalisation() if mice else None
-        started = time.time()
-        frame_number_map, per_level = embeddings.embed_sequences(
-            backbone, sequences, levels=levels, mode=FLAGS.mode, embedsum=embedsum,
-            batch_size=FLAGS.batch_size, normalise=normalise,
-            window_stride=FLAGS.window_stride)
-        seconds = time.time() - started
-        level_ids = list(range(len(per_level))) if levels is None else [
-            level % len(backbone.geometry.levels) for level in levels]
-        raw_dims = [int(level.shape[1]) for level in per_level]
-        limit = None
-        if FLAGS.pca:
-            limit = FLAGS.pca_dim
-            if limit is None:
-                limit = layout(FLAGS.dataset).pca_limit or 64
-            per_level = embeddings.apply_pca_limit(per_level, limit)
-        summary = {
-            "preset": FLAGS.preset,
-            "dataset": FLAGS.dataset,
-            "path_to_data_dir": FLAGS.path_to_data_dir,
-            "mode": FLAGS.mode,
-            "window_stride": FLAGS.window_stride,
-            "jit_compile": FLAGS.jit_compile,
-            "embedsum": bool(embedsum),
-            "normalise": None if normalise is None else repr(normalise),
-            "levels": level_ids,
-            "dims_before_pca": raw_dims,
-            "pca_limit": limit,
-            "dims": [int(level.shape[1]) for level in per_level],
-            "sequences": len(frame_number_map),
-            "frames": int(per_level[0].shape[0]),
-            "seconds": round(seconds, 3),
-        }
-        written = []
 
         def write(folder) -> None:
-            paths = embeddings.write_submission(
-                folder, frame_number_map, dict(zip(level_ids, per_level, strict=True)),
-                combined=True if FLAGS.combined else None)
-            if FLAGS.write_labels:
-                paths.update({os.path.basename(path): path for path in
-                              write_labels_and_baseline(sequences, str(folder), normalise)})
-            write_json_atomically(os.path.join(folder, "extraction.json"), summary)
-            written.extend([*paths, "extraction.json"])
+            summary, files = extract(backbone, sequences, str(folder),
+                                     {"role": "model", "preset": FLAGS.preset, "weights": kind})
+            lines.append(f"wrote {files} files to {FLAGS.output_dir}: {summary['sequences']} "
+                         f"sequences, {summary['frames']} frames, levels {summary['levels']}, "
+                         f"dims {summary['dims']} ({summary['seconds']:.1f} s)")
+            if control is not None:
+                subfolder = os.path.join(folder, CONTROL_FOLDER)
+                os.makedirs(subfolder)
+                summary, files = extract(control[0], sequences, subfolder, {
+                    "role": "control", "weights": control[1],
+                    "preset": (f"{FLAGS.preset} configuration" if FLAGS.control == "initial"
+                               else FLAGS.control)})
+                lines.append(f"wrote {files} files to "
+                             f"{os.path.join(FLAGS.output_dir, CONTROL_FOLDER)}: the control "
+                             f"({control[1]}), {summary['seconds']:.1f} s")
 
         write_folder_atomically(FLAGS.output_dir, write, **folder_rules)
     except (ValueError, OSError, ImportError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    print(f"wrote {len(written)} files to {FLAGS.output_dir}: {summary['sequences']} sequences, "
-          f"{summary['frames']} frames, levels {level_ids}, dims {summary['dims']} "
-          f"({seconds:.1f} s)")
+    print("\n".join(lines))
     return 0
 
 

@@ -27,6 +27,8 @@ from absl import flags
 from keras_hbehavemae.cli.usage import run_command
 
 FLAGS = flags.FLAGS
+
+
 def define_flags() -> None:
     """Defines this command's flags on absl's global `FLAGS` (once per process)."""
     flags.DEFINE_string("preset", None, "Preset folder of a pretrainer (with task.json), or a "

@@ -27,6 +27,10 @@ Synthetic data is generated only into the run's own `OUTPUT_DIR/data`, or into a
 empty `--path_to_data_dir`; a folder with other content is refused, and no file is ever
 written over. Every other dataset folder is only read.
 
+`--save_initial` also keeps the weights the run starts from as the preset
+`OUTPUT_DIR/initial_preset` (weights "initial"): the untrained control of the probe
+table. `--epochs 0` writes only that preset and trains nothing.
+
 Rerunning the same command resumes an interrupted run from its last completed epoch; a
 different configuration for an existing `--output_dir` is refused (use a new one). One
 run writes to an `--output_dir` at a time: a second one exits with status 1, naming the
@@ -38,6 +42,7 @@ Invalid settings print the error and exit with status 1.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import warnings
@@ -81,7 +86,7 @@ DECODER_FLAGS = ("decoder_embed_dim", "decoder_depth", "decoder_num_heads", "dec
 # Flags whose published form takes several space-separated values.
 MULTI_VALUE_FLAGS = ("input_size", "patch_kernel", "stages", "out_embed_dims", "mask_unit_attn",
                      "q_strides")
-BOOL_FLAGS = ("norm_loss", "fill_holes", "data_augment")
+BOOL_FLAGS = ("norm_loss", "fill_holes", "data_augment", "save_initial")
 
 
 def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
@@ -113,7 +118,8 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
             ("num_frames", "Window length; must equal input_size[0]."),
             ("decoder_embed_dim", "Decoder width."), ("decoder_depth", "Decoder blocks."),
             ("decoder_num_heads", "Decoder heads."), ("batch_size", "Windows per device."),
-            ("epochs", "Training epochs."), ("sliding_window", "Stride between windows."),
+            ("epochs", "Training epochs (0: only save the initial weights, see --save_initial)."),
+            ("sliding_window", "Stride between windows."),
             ("steps_per_epoch", "Cap on steps per epoch (smoke runs).")):
         flags.DEFINE_integer(name, None, meaning, **fv)
     flags.DEFINE_enum("decoding_strategy", None, ["multi", "single"], "Decoder input.", **fv)
@@ -143,6 +149,10 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
                       "step. auto: Keras' choice (JAX: yes; TensorFlow: only with a GPU; torch: "
                       "no). true speeds TensorFlow up 1.4-1.9x on a CPU (measured), after a "
                       "longer first step.", **fv)
+    flags.DEFINE_boolean("save_initial", False, "Also save the initial weights (the seeded "
+                         "initialisation the run starts from) as the preset folder "
+                         "OUTPUT_DIR/initial_preset: the untrained control for `hbehavemae "
+                         "embed --control`. --epochs 0 saves only that preset.", **fv)
     flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16"], "Precision.",
                       **fv)
     flags.DEFINE_enum("distribute", "none", ["none", "data_parallel"],
@@ -301,6 +311,28 @@ def pretraining_data(flag_values, config):
         held_out_path=flag_values.held_out_path)
 
 
+def save_initial_only(flag_values, config) -> str:
+    """`--epochs 0`: the initial weights as OUTPUT_DIR/initial_preset, nothing trained.
+
+    An existing run folder must hold a run of the same model.
+    """
+    from keras_hbehavemae.training import run_directory
+    from keras_hbehavemae.training.run import INITIAL_PRESET_FOLDER, save_initial_preset
+
+    if flag_values.preset:
+        raise ValueError("epochs: 0 is invalid with --preset: the initial weights are the "
+                         "architecture's seeded initialisation; give the architecture flags")
+    existing = os.path.join(flag_values.output_dir, run_directory.RUN_CONFIG_FILE)
+    if os.path.isfile(existing):
+        model = run_directory.read_json(existing).get("model")
+        if model != json.loads(json.dumps(config.to_dict())):
+            raise ValueError(f"--output_dir {flag_values.output_dir!r} holds a run of another "
+                             f"model ({existing}); give its model flags or another --output_dir")
+    directory = os.path.join(flag_values.output_dir, INITIAL_PRESET_FOLDER)
+    save_initial_preset(config, flag_values.seed, directory)
+    return directory
+
+
 def run(flag_values) -> int:
     """Runs the pretraining the flags describe; returns the exit status (0 done, 1 an error,
     128 + the signal number for a run stopped by SIGTERM or Ctrl-C)."""
@@ -314,10 +346,10 @@ def run(flag_values) -> int:
             "--path_to_data_dir": flag_values.path_to_data_dir,
             "--held_out_path": flag_values.held_out_path, "--preset": flag_values.preset},
             may_hold_inputs=True)
-        training = training_config(flag_values)
         jit_compile = {"auto": "auto", "true": True, "false": False}[flag_values.jit_compile]
         # The lock covers the run's own data folder too: no second run generates into it.
         with FolderLock(flag_values.output_dir, flag="--output_dir"):
+            data = None
             if flag_values.data is not None:  # your pose-tracking files
                 config, data = pose_pretraining(
                     flag_values, ARCHITECTURE_FLAGS + DECODER_FLAGS,
@@ -325,10 +357,17 @@ def run(flag_values) -> int:
                     flag_values.sliding_window)
             else:
                 config = model_config(flag_values)
+            if _setting(flag_values, "epochs") == 0:
+                directory = save_initial_only(flag_values, config)
+                print(f"wrote {directory} (the initial weights, seed {flag_values.seed}; "
+                      "nothing trained)", flush=True)
+                return 0
+            training = training_config(flag_values)
+            if data is None:
                 data = pretraining_data(flag_values, config)
             run_pretraining(config, data, training, flag_values.output_dir,
                             log_dir=flag_values.log_dir or None, preset=flag_values.preset,
-                            jit_compile=jit_compile,
+                            jit_compile=jit_compile, save_initial=flag_values.save_initial,
                             allow_random_weights=flag_values.allow_random_weights)
     except TrainingInterrupted as stopped:
         print(str(stopped), file=sys.stderr, flush=True)

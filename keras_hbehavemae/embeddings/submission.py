@@ -30,11 +30,20 @@ EMBEDDING_FOLDER_FILES = re.compile(
     r"|labels\.npy|keypoints\.npy|extraction\.json)$")
 
 
+#: The sub-folder of an embedding folder that holds the control's embeddings (`embed --control`).
+CONTROL_FOLDER = "control"
+
+
 def is_embedding_folder(directory) -> bool:
-    """True if `directory` holds the files of an extraction and nothing else."""
-    names = [entry.name for entry in pathlib.Path(directory).iterdir()]
+    """True if `directory` holds the files of an extraction (and optionally a control
+    extraction in `CONTROL_FOLDER`) and nothing else."""
+    directory = pathlib.Path(directory)
+    names = [entry.name for entry in directory.iterdir()]
+    control = directory / CONTROL_FOLDER
     return ("frame_number_map.json" in names
-            and all(EMBEDDING_FOLDER_FILES.match(name) for name in names))
+            and all(EMBEDDING_FOLDER_FILES.match(name) for name in names
+                    if name != CONTROL_FOLDER)
+            and (not control.exists() or (control.is_dir() and is_embedding_folder(control))))
 
 
 # ---------------------------------------------------------------- submission files

@@ -4,8 +4,11 @@
 |---|---|
 | `ridge` | closed-form ridge regression and classification |
 | `metrics` | F1 and MSE |
-| `protocol` | the seeded sequence splits and per-level probes |
-| `table` | the probe table (markdown, CSV, JSON) |
+| `splits` | the seeded sequence splits (k-fold; the published train/test split) |
+| `protocol` | per-level probes, scores per seed and fold |
+| `comparison` | paired comparisons against a control across seeds |
+| `baselines` | raw keypoints with their motion (the context baseline) |
+| `table` | the probe table with controls and baselines (markdown, CSV, JSON) |
 | `labels` | labels files and embedding folders on disk |
 | `frame_labels` | per-frame labels in CSV files (your own recordings) |
 | `recording_folder` | the per-recording embedding folders of `hbehavemae embed --data` |
@@ -13,6 +16,8 @@
 """
 
 from keras_hbehavemae.evaluation.frame_labels import load_labels, read_labels_csv
+from keras_hbehavemae.evaluation.baselines import DEFAULT_MOTION_WINDOWS, motion_features
+from keras_hbehavemae.evaluation.comparison import PairedComparison, compare
 from keras_hbehavemae.evaluation.labels import (
     LabelsFile,
     align_frames,
@@ -21,10 +26,12 @@ from keras_hbehavemae.evaluation.labels import (
     write_labels_file,
 )
 from keras_hbehavemae.evaluation.metrics import f1_binary, f1_macro, mean_squared_error
-from keras_hbehavemae.evaluation.protocol import (
-    ProbeResult,
+from keras_hbehavemae.evaluation.protocol import ProbeResult, chance_score, probe_embeddings
+from keras_hbehavemae.evaluation.ridge import RidgeClassifier, RidgeRegression, ridge_path
+from keras_hbehavemae.evaluation.splits import (
     frame_sequence_index,
-    probe_embeddings,
+    kfold_sequences,
+    make_splits,
     split_sequences,
 )
 from keras_hbehavemae.evaluation.recording_folder import (
@@ -41,21 +48,28 @@ from keras_hbehavemae.evaluation.table import (
 )
 
 __all__ = [
+    "DEFAULT_MOTION_WINDOWS",
     "LabelsFile",
+    "PairedComparison",
     "ProbeResult",
     "ProbeTable",
     "RidgeClassifier",
     "RidgeRegression",
     "align_frames",
+    "chance_score",
+    "compare",
     "f1_binary",
     "f1_macro",
     "frame_sequence_index",
     "is_recording_folder",
+    "kfold_sequences",
     "load_embedding_folder",
     "load_labels",
     "load_labels_file",
     "load_recording_folder",
+    "make_splits",
     "mean_squared_error",
+    "motion_features",
     "probe_embeddings",
     "probe_table",
     "read_labels_csv",

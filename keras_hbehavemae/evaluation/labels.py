@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from keras_hbehavemae.evaluation.protocol import FrameNumberMap, task_kind
+from keras_hbehavemae.evaluation.protocol import task_kind
+from keras_hbehavemae.evaluation.splits import FrameNumberMap
 from keras_hbehavemae.files.npy import read_npy
 from keras_hbehavemae.files.pickle_files import load_pickled_file
 from keras_hbehavemae.files.unpickling import describe

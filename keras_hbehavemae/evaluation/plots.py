@@ -55,7 +55,8 @@ def plot_probe_heatmap(
 ) -> None:
     """Draws a `probes.ProbeTable` as a heat map with the scores written in the cells.
 
-    Tasks are rows, embeddings (levels, then the baseline) columns. Discrete tasks
+    Tasks are rows, embeddings (levels, controls, then the baselines) columns; each cell
+    shows the mean score and its standard deviation across seeds. Discrete tasks
     (F1, higher is better, colour scale fixed to [0, 1]) and continuous tasks (MSE, lower
     is better, their own scale, reversed so that better is brighter in both) get separate
     panels.
@@ -80,7 +81,7 @@ def plot_probe_heatmap(
         raise ValueError("the table has no tasks to plot")
     num_rows = sum(len(tasks) for tasks, *_ in panels)
     width = 3.0 + 1.4 * len(table.columns)
-    height = 1.4 * len(panels) + 0.45 * num_rows + 0.6
+    height = 1.4 * len(panels) + 0.6 * num_rows + 0.6
     figure = figure_class(figsize=(width, height), layout="constrained")
     grid = figure.add_gridspec(len(panels), 1, height_ratios=[len(p[0]) + 1.5 for p in panels])
     for index, (tasks, values, label, colour_map, kind) in enumerate(panels):
@@ -98,9 +99,12 @@ def plot_probe_heatmap(
         axes.set_title(label, fontsize=10)
         for row, task_values in enumerate(values):
             for column, value in enumerate(task_values):
+                spread = table.results[table.columns[column]][tasks[row]].spread
                 if math.isfinite(value):
                     colour = _text_colour(image.cmap(image.norm(value)))
                     text = f"{value:.{digits}f}"
+                    if math.isfinite(spread):
+                        text += f"\n±{spread:.{digits}f}"
                 else:
                     colour, text = "black", "–"
                 axes.text(column, row, text, ha="center", va="center", color=colour, fontsize=9)

@@ -2,108 +2,66 @@
 
 Each embedding level is probed separately against every labelled task, frame by frame:
 
-1. Per seed, the sequences (clips, never single frames) are split with a seeded
-   permutation into a train part and a held-out part (`split_sequences`).
+1. Per seed, the sequences (clips, never single frames) are split (`splits.make_splits`):
+   - `split="kfold"` (the default, `folds=4`): each fold's probe is fitted on the other
+     folds' sequences and scores its own, so every frame of every sequence is scored
+     exactly once per seed;
+   - `split="train_test_split"`: the published split (scikit-learn's, drawn without it);
+     the held-out `test_fraction` of the sequences is scored;
+   - with `evaluation_sequences` (the published protocol): those sequences are scored by
+     every seed and never fitted on; the others are split with `train_test_split` and
+     their held-out part is unused.
 2. Frames whose label is NaN are dropped, for fitting and for scoring.
-3. For every α in `alphas`, a linear probe is fitted on the train part: a ridge
-   classifier with balanced class weights for discrete tasks, ridge regression for
-   continuous ones.
-4. Each seed's probe predicts the scored frames; the seeds are ensembled: the mean for
-   regression, a logical OR for binary tasks (the mean of the 0/1 predictions is
-   > 0), and a majority vote of the predicted classes for multi-class tasks (ties go
-   to the class with the highest summed decision value).
-5. Metrics: binary F1 (positive class = the larger class value, 1 for 0/1 labels),
+3. For every α in `alphas`, a linear probe is fitted: a ridge classifier with balanced
+   class weights for discrete tasks, ridge regression for continuous ones.
+4. Metrics: binary F1 (positive class = the larger class value, 1 for 0/1 labels),
    macro F1 over the classes present in the truth or the predictions for multi-class
-   tasks (the published tasks are all binary; the synthetic dataset's `activity`,
-   `action` and `moveme` are not), and MSE for regression. The reported score uses
-   α = `reported_alpha` (1.0); its "±" is the population standard deviation of the
-   ensemble scores across α; "No Ensemble" is the mean of the single-seed scores.
+   tasks, and MSE for regression. A seed's score is the metric over all the frames it
+   scored (its folds' predictions pooled); each fold's own score is kept too.
+5. The reported score (`ProbeResult.score`) is the mean of the seed scores at
+   α = `reported_alpha` (1.0), and its spread (`ProbeResult.spread`) is their sample
+   standard deviation across seeds. The published protocol's numbers are kept as well:
+   the seed ensemble per frame (the mean for regression, a logical OR for binary tasks,
+   a majority vote for multi-class tasks, ties to the highest summed decision value)
+   and the standard deviation of the ensemble score across α.
 
-Which frames are scored:
-
-- `evaluation_sequences=None` (self-contained, the default): each seed scores its own
-  held-out sequences. The ensemble then combines, per frame, the seeds in which the
-  frame's sequence was held out, and is scored on every frame held out at least once
-  (with 0.25 and three seeds, most frames are held out by one seed only, so the
-  ensemble is close to the single-seed scores).
-- `evaluation_sequences=[...]` (the published protocol): those sequences (publicTest)
-  are never fitted on; the others (SubmissionTrain) are split per seed, the held-out
-  part is unused, and every seed predicts the same evaluation frames.
+`ProbeResult.chance` is the expected score of a guess drawn from the label frequencies
+of the scored frames: the positive class's frequency for binary F1, 1/classes for macro
+F1, and the label variance (predicting the mean) for MSE.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from keras_hbehavemae.evaluation.metrics import f1_binary, f1_macro, mean_squared_error
-from keras_hbehavemae.evaluation.ridge import (
-    affine,
-    balanced_sample_weights,
-    one_vs_rest_targets,
-    ridge_path,
+from keras_hbehavemae.evaluation.moments import FoldFitter, fold_predictions
+from keras_hbehavemae.evaluation.splits import (
+    FrameNumberMap,
+    SeedSplit,
+    frame_sequence_index,
+    make_splits,
 )
 
 DEFAULT_ALPHAS = (0.1, 0.5, 1.0, 2.0, 5.0)
-DEFAULT_SEEDS = (41, 42, 43)
-
-FrameNumberMap = Mapping[str, tuple[int, int]]
-
-
-def split_sequences(
-    num_sequences: int, seed: int, test_fraction: float, *, min_held_out: int = 1
-) -> tuple[np.ndarray, np.ndarray]:
-    """A seeded split of sequence indices into sorted `(train, held_out)` index arrays.
-
-    `ceil(test_fraction · num_sequences)` sequences are held out (at least
-    `min_held_out`, and at least one sequence is kept for training).
-    """
-    if not 0.0 <= test_fraction < 1.0:
-        raise ValueError(f"test_fraction must be in [0, 1), got {test_fraction}")
-    num_held_out = max(min_held_out, math.ceil(test_fraction * num_sequences))
-    if num_held_out > num_sequences - 1:
-        raise ValueError(
-            f"cannot hold out {num_held_out} of {num_sequences} sequences and keep one to train"
-        )
-    order = np.random.default_rng(seed).permutation(num_sequences)
-    return np.sort(order[num_held_out:]), np.sort(order[:num_held_out])
-
-
-def frame_sequence_index(
-    sequence_ids: FrameNumberMap | np.ndarray, num_frames: int
-) -> tuple[np.ndarray, list[Any]]:
-    """Per-frame sequence index `[N]` (−1 = no sequence) and the sequence ids in order.
-
-    `sequence_ids` is a frame number map (name → half-open `(start, end)`), or an
-    array `[N]` with one sequence id per frame.
-    """
-    if isinstance(sequence_ids, Mapping):
-        index = np.full(num_frames, -1, dtype=np.int64)
-        names = list(sequence_ids)
-        for position, name in enumerate(names):
-            start, end = (int(value) for value in sequence_ids[name])
-            if not 0 <= start <= end <= num_frames:
-                raise ValueError(
-                    f"sequence {name!r}: frames ({start}, {end}) are outside [0, {num_frames})"
-                )
-            if np.any(index[start:end] >= 0):
-                raise ValueError(f"sequence {name!r} overlaps another sequence's frames")
-            index[start:end] = position
-        return index, names
-    ids = np.asarray(sequence_ids)
-    if ids.shape != (num_frames,):
-        raise ValueError(f"sequence_ids must be [{num_frames}], got shape {ids.shape}")
-    names, index = np.unique(ids, return_inverse=True)
-    return index.astype(np.int64), names.tolist()
+DEFAULT_SEEDS = (41, 42, 43, 44, 45)
+DEFAULT_FOLDS = 4
 
 
 def task_kind(task_type: Any) -> str:
     kind = getattr(task_type, "task_type", task_type)  # LabelInfo or a string
     return "discrete" if str(kind).lower() == "discrete" else "continuous"
+
+
+def sample_std(values) -> float:
+    """Sample standard deviation (ddof = 1) of the finite values; NaN for fewer than two."""
+    values = np.asarray(values, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    return float(np.std(values, ddof=1)) if len(values) >= 2 else float("nan")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,37 +71,59 @@ class ProbeResult:
     Attributes:
         task, task_type: the label name and "discrete" or "continuous".
         metric: "f1" (binary), "macro_f1" (more than two classes) or "mse".
-        reported_alpha: the α of `score` and `no_ensemble`.
+        reported_alpha: the α of `score`, `spread` and `ensemble`.
+        protocol: "kfold", "train_test_split" or "evaluation_set".
+        folds: folds per seed (1 unless k-fold).
+        seed_scores: α → seed → the seed's score over all frames it scored (NaN if none).
+        fold_scores: α → seed → the score of each of the seed's folds.
         ensemble_scores: α → the score of the seed ensemble.
-        seed_scores: α → seed → the single-seed score (NaN if the seed scored nothing).
-        num_scored_frames: labelled frames behind the ensemble score.
-        protocol: "held_out" or "evaluation_set" (see the module docstring).
+        num_scored_frames: labelled frames scored by at least one seed.
+        seed_scored_frames: seed → labelled frames the seed scored (each once).
+        chance: the score of a guess drawn from the label frequencies.
     """
 
     task: str
     task_type: str
     metric: str
     reported_alpha: float
-    ensemble_scores: dict[float, float]
-    seed_scores: dict[float, dict[int, float]]
-    num_scored_frames: int
     protocol: str
+    folds: int
+    seed_scores: dict[float, dict[int, float]]
+    fold_scores: dict[float, dict[int, list[float]]]
+    ensemble_scores: dict[float, float]
+    num_scored_frames: int
+    seed_scored_frames: dict[int, int]
+    chance: float
+
+    @property
+    def seeds(self) -> list[int]:
+        return list(self.seed_scores[self.reported_alpha])
+
+    def seed_values(self) -> np.ndarray:
+        """The seed scores at `reported_alpha`, in seed order."""
+        return np.array(list(self.seed_scores[self.reported_alpha].values()), np.float64)
 
     @property
     def score(self) -> float:
-        """The ensemble score at α = `reported_alpha`."""
+        """Mean of the seed scores at `reported_alpha` (the table's number)."""
+        values = self.seed_values()
+        values = values[np.isfinite(values)]
+        return float(np.mean(values)) if len(values) else float("nan")
+
+    @property
+    def spread(self) -> float:
+        """Sample standard deviation of the seed scores at `reported_alpha` (the "±")."""
+        return sample_std(self.seed_values())
+
+    @property
+    def ensemble(self) -> float:
+        """The seed ensemble's score at `reported_alpha` (published protocol)."""
         return self.ensemble_scores[self.reported_alpha]
 
     @property
     def std_across_alphas(self) -> float:
-        """Population standard deviation of the ensemble scores across α (the "±")."""
+        """Population standard deviation of the ensemble scores across α (published "±")."""
         return float(np.std(list(self.ensemble_scores.values())))
-
-    @property
-    def no_ensemble(self) -> float:
-        """Mean of the single-seed scores at α = `reported_alpha`."""
-        values = [v for v in self.seed_scores[self.reported_alpha].values() if np.isfinite(v)]
-        return float(np.mean(values)) if values else float("nan")
 
     @property
     def higher_is_better(self) -> bool:
@@ -152,145 +132,127 @@ class ProbeResult:
     def to_dict(self) -> dict[str, Any]:
         return {
             "task": self.task, "task_type": self.task_type, "metric": self.metric,
-            "reported_alpha": self.reported_alpha, "score": self.score,
-            "std_across_alphas": self.std_across_alphas, "no_ensemble": self.no_ensemble,
-            "ensemble_scores": {str(a): s for a, s in self.ensemble_scores.items()},
+            "reported_alpha": self.reported_alpha, "protocol": self.protocol,
+            "folds": self.folds, "score": self.score, "spread_across_seeds": self.spread,
+            "seeds": self.seeds, "chance": self.chance, "ensemble": self.ensemble,
+            "std_across_alphas": self.std_across_alphas,
             "seed_scores": {
                 str(a): {str(seed): s for seed, s in scores.items()}
                 for a, scores in self.seed_scores.items()
             },
-            "num_scored_frames": self.num_scored_frames, "protocol": self.protocol,
+            "fold_scores": {
+                str(a): {str(seed): list(s) for seed, s in scores.items()}
+                for a, scores in self.fold_scores.items()
+            },
+            "ensemble_scores": {str(a): s for a, s in self.ensemble_scores.items()},
+            "num_scored_frames": self.num_scored_frames,
+            "seed_scored_frames": {str(seed): n for seed, n in self.seed_scored_frames.items()},
         }  # fmt: skip
 
 
-@dataclasses.dataclass
-class _Split:
-    seed: int
-    train: np.ndarray  # bool [N]: frames of training sequences
-    scored: np.ndarray  # bool [N]: frames scored by this seed
+def chance_score(truth: np.ndarray, metric: str) -> float:
+    """The expected score of a guess drawn from the frequencies of `truth` (see module)."""
+    if len(truth) == 0:
+        return float("nan")
+    if metric == "mse":
+        return float(np.var(truth))
+    classes, counts = np.unique(truth, return_counts=True)
+    if metric == "f1":
+        return float(counts[-1] / len(truth)) if len(classes) == 2 else float(len(classes) == 1)
+    return 1.0 / len(classes)
 
 
-def _make_splits(
-    sequence_index: np.ndarray,
-    names: list[Any],
-    seeds: Sequence[int],
-    test_fraction: float,
-    evaluation_sequences: Sequence[Any] | None,
-) -> list[_Split]:
-    if evaluation_sequences is None:
-        splits = []
-        for seed in seeds:
-            train, held_out = split_sequences(len(names), seed, test_fraction)
-            splits.append(
-                _Split(int(seed), np.isin(sequence_index, train), np.isin(sequence_index, held_out))
-            )
-        return splits
-    missing = set(evaluation_sequences) - set(names)
-    if missing:
-        raise ValueError(f"evaluation sequences not in the frame map: {sorted(missing)[:5]}")
-    evaluation = np.flatnonzero(np.isin(np.asarray(names, dtype=object),
-                                        np.asarray(list(evaluation_sequences), dtype=object)))
-    pool = np.setdiff1d(np.arange(len(names)), evaluation)
-    scored = np.isin(sequence_index, evaluation)
-    splits = []
-    for seed in seeds:
-        train, _ = split_sequences(len(pool), seed, test_fraction, min_held_out=0)
-        splits.append(_Split(int(seed), np.isin(sequence_index, pool[train]), scored))
-    return splits
+class _Ensemble:
+    """Per-frame accumulators of the seed ensemble, for one α."""
+
+    def __init__(self, num_frames: int, num_classes: int | None):
+        self.counts = np.zeros(num_frames, np.int64)
+        if num_classes is None:
+            self.sums = np.zeros(num_frames)
+        else:
+            self.votes = np.zeros((num_frames, num_classes), np.int64)
+            self.decisions = np.zeros((num_frames, num_classes))
+
+    def score(self, truth, all_classes, metric, score_fn) -> float:
+        covered = self.counts > 0
+        if not np.any(covered):
+            return float("nan")
+        if metric == "mse":
+            return score_fn(truth[covered], self.sums[covered] / self.counts[covered])
+        if metric == "f1":
+            if len(all_classes) == 2:  # logical OR: positive if any seed says positive
+                prediction = np.where(self.votes[:, 1] > 0, all_classes[1], all_classes[0])
+            else:
+                prediction = np.full(len(truth), all_classes[0])
+            return score_fn(truth[covered], prediction[covered])
+        # majority vote; ties to the class with the highest summed decision
+        ranks = np.argsort(np.argsort(self.decisions, axis=1), axis=1)
+        key = self.votes + ranks / (2.0 * len(all_classes))
+        return score_fn(truth[covered], all_classes[np.argmax(key, axis=1)][covered])
 
 
-def _probe_task(
-    x: np.ndarray,
-    y: np.ndarray,
-    task: str,
-    kind: str,
-    splits: list[_Split],
-    alphas: list[float],
-    reported_alpha: float,
-    protocol: str,
-    standardize: bool,
-    solver: str,
-) -> ProbeResult:
+def _probe_task(x, y, task, kind, splits: list[SeedSplit], sequence_index, num_sequences,
+                alphas, reported_alpha, protocol, standardize, solver) -> ProbeResult:
     labelled = np.isfinite(y)
-    ever_scored = np.zeros_like(labelled)
-    for split in splits:
-        ever_scored |= split.scored
-    pool = np.flatnonzero(labelled & ever_scored)
+    ever_scored = np.any([split.scored for split in splits], axis=0) & labelled
+    pool = np.flatnonzero(ever_scored)
     position = np.full(len(y), -1, dtype=np.int64)
     position[pool] = np.arange(len(pool))
-    truth = y[pool]
-    counts = np.zeros(len(pool), dtype=np.int64)
-    if kind == "discrete":
-        all_classes = np.unique(y[labelled])
-        metric = "f1" if len(all_classes) <= 2 else "macro_f1"
-        positive = all_classes[-1] if len(all_classes) else 1.0
-        score_fn = (lambda t, p: f1_binary(t, p, positive)) if metric == "f1" else f1_macro
-        votes = [np.zeros((len(pool), len(all_classes)), np.int64) for _ in alphas]
-        decision_sums = [np.zeros((len(pool), len(all_classes))) for _ in alphas]
-    else:
+    all_classes = np.unique(y[labelled]) if kind == "discrete" else None
+    if kind == "continuous":
         metric, score_fn = "mse", mean_squared_error
-        sums = [np.zeros(len(pool)) for _ in alphas]
-    seed_scores: dict[float, dict[int, float]] = {alpha: {} for alpha in alphas}
-
+    elif len(all_classes) <= 2:
+        positive = all_classes[-1] if len(all_classes) else 1.0
+        metric, score_fn = "f1", (lambda t, p: f1_binary(t, p, positive))
+    else:
+        metric, score_fn = "macro_f1", f1_macro
+    ensembles = [_Ensemble(len(pool), None if all_classes is None else len(all_classes))
+                 for _ in alphas]
+    fitter = FoldFitter(x, y, labelled, kind, all_classes, sequence_index, num_sequences,
+                         standardize, solver)
+    seed_scores = {alpha: {} for alpha in alphas}
+    fold_scores = {alpha: {} for alpha in alphas}
+    seed_frames = {}
     for split in splits:
-        fit_rows = np.flatnonzero(split.train & labelled)
-        score_rows = np.flatnonzero(split.scored & labelled)
-        if len(fit_rows) == 0 or len(score_rows) == 0:
-            for alpha in alphas:
-                seed_scores[alpha][split.seed] = float("nan")
-            continue
-        fit_x, fit_y, score_x = x[fit_rows], y[fit_rows], x[score_rows]
-        slots = position[score_rows]
-        counts[slots] += 1
-        if kind == "discrete":
-            classes = np.unique(fit_y)
-            path = ridge_path(
-                fit_x, one_vs_rest_targets(fit_y, classes), alphas, balanced_sample_weights(fit_y),
-                standardize=standardize, solver=solver,
-            )  # fmt: skip
-            columns = np.searchsorted(all_classes, classes)
-            for index, (alpha, (coef, intercept)) in enumerate(zip(alphas, path, strict=True)):
-                decision = np.full((len(score_rows), len(all_classes)), -np.inf)
-                raw = affine(score_x, coef, intercept)
-                if len(classes) == 2:
-                    decision[:, columns[0]], decision[:, columns[1]] = -raw[:, 0], raw[:, 0]
+        seed_rows, seed_predictions = [], [[] for _ in alphas]
+        for alpha in alphas:
+            fold_scores[alpha][split.seed] = []
+        for fold in split.folds:
+            fit_rows = np.flatnonzero(fold.train & labelled)
+            score_rows = np.flatnonzero(fold.scored & labelled)
+            if len(fit_rows) == 0 or len(score_rows) == 0:
+                for alpha in alphas:
+                    fold_scores[alpha][split.seed].append(float("nan"))
+                continue
+            outputs = fold_predictions(fitter, fit_rows, score_rows, alphas)
+            slots = position[score_rows]
+            seed_rows.append(score_rows)
+            for index, (alpha, (predicted, decision)) in enumerate(zip(alphas, outputs,
+                                                                       strict=True)):
+                fold_scores[alpha][split.seed].append(score_fn(y[score_rows], predicted))
+                seed_predictions[index].append(predicted)
+                ensemble = ensembles[index]
+                ensemble.counts[slots] += 1
+                if decision is None:
+                    ensemble.sums[slots] += predicted
                 else:
-                    decision[:, columns] = raw
-                predicted_column = np.argmax(decision, axis=1)
-                seed_scores[alpha][split.seed] = score_fn(y[score_rows],
-                                                          all_classes[predicted_column])
-                votes[index][slots, predicted_column] += 1
-                decision_sums[index][slots] += decision
-        else:
-            path = ridge_path(fit_x, fit_y, alphas, standardize=standardize, solver=solver)
-            for index, (alpha, (coef, intercept)) in enumerate(zip(alphas, path, strict=True)):
-                predicted = affine(score_x, coef, intercept)
-                seed_scores[alpha][split.seed] = score_fn(y[score_rows], predicted)
-                sums[index][slots] += predicted
-
-    covered = counts > 0
-    ensemble_scores = {}
-    for index, alpha in enumerate(alphas):
-        if not np.any(covered):
-            ensemble_scores[alpha] = float("nan")
-        elif kind == "continuous":
-            mean = sums[index][covered] / counts[covered]
-            ensemble_scores[alpha] = score_fn(truth[covered], mean)
-        elif metric == "f1":
-            if len(all_classes) == 2:  # logical OR: positive if any seed says positive
-                prediction = np.where(votes[index][:, 1] > 0, all_classes[1], all_classes[0])
-            else:
-                prediction = np.full(len(pool), all_classes[0])
-            ensemble_scores[alpha] = score_fn(truth[covered], prediction[covered])
-        else:  # majority vote; ties to the class with the highest summed decision
-            ranks = np.argsort(np.argsort(decision_sums[index], axis=1), axis=1)
-            key = votes[index] + ranks / (2.0 * len(all_classes))
-            prediction = all_classes[np.argmax(key, axis=1)]
-            ensemble_scores[alpha] = score_fn(truth[covered], prediction[covered])
+                    ensemble.votes[slots, np.searchsorted(all_classes, predicted)] += 1
+                    ensemble.decisions[slots] += decision
+        rows = np.concatenate(seed_rows) if seed_rows else np.zeros(0, np.int64)
+        seed_frames[split.seed] = len(rows)
+        for index, alpha in enumerate(alphas):
+            seed_scores[alpha][split.seed] = (
+                score_fn(y[rows], np.concatenate(seed_predictions[index])) if len(rows)
+                else float("nan"))
+    truth = y[pool]
     return ProbeResult(
         task=task, task_type=kind, metric=metric, reported_alpha=reported_alpha,
-        ensemble_scores=ensemble_scores, seed_scores=seed_scores,
-        num_scored_frames=int(np.count_nonzero(covered)), protocol=protocol,
+        protocol=protocol, folds=len(splits[0].folds) if splits else 0,
+        seed_scores=seed_scores, fold_scores=fold_scores,
+        ensemble_scores={alpha: ensembles[index].score(truth, all_classes, metric, score_fn)
+                         for index, alpha in enumerate(alphas)},
+        num_scored_frames=len(pool), seed_scored_frames=seed_frames,
+        chance=chance_score(truth, metric),
     )  # fmt: skip
 
 
@@ -302,6 +264,8 @@ def probe_embeddings(
     *,
     alphas: Sequence[float] = DEFAULT_ALPHAS,
     seeds: Sequence[int] = DEFAULT_SEEDS,
+    split: str = "kfold",
+    folds: int = DEFAULT_FOLDS,
     test_fraction: float = 0.25,
     reported_alpha: float = 1.0,
     evaluation_sequences: Sequence[Any] | None = None,
@@ -312,7 +276,7 @@ def probe_embeddings(
 
     Args:
         embeddings: `[N_frames, D]`, or a dict level name → `[N_frames, D_k]` (every
-            level is probed with the same splits).
+            level is probed with the same splits, so their seed scores pair up).
         labels: task name → `[N_frames]` values, NaN = unlabelled. Discrete values are
             class ids (any numbers).
         task_types: task name → "discrete" (any case, e.g. "Discrete") or anything else
@@ -321,12 +285,16 @@ def probe_embeddings(
             `[N_frames]` of per-frame sequence ids. Frames outside every sequence are
             neither fitted nor scored.
         alphas: ridge penalties; must contain `reported_alpha`.
-        seeds: one split (and one probe per α) per seed.
+        seeds: one split (and one probe per fold and α) per seed.
+        split: "kfold" (every frame scored once per seed) or "train_test_split" (the
+            published split); see the module docstring.
+        folds: folds per seed of "kfold".
         test_fraction: fraction of the sequences (of the non-evaluation sequences when
-            `evaluation_sequences` is given) held out per seed, rounded up.
+            `evaluation_sequences` is given) held out per seed by "train_test_split",
+            rounded up.
         reported_alpha: the α of `ProbeResult.score`.
         evaluation_sequences: optional fixed evaluation sequences (names or ids as in
-            `sequence_ids`); see the module docstring.
+            `sequence_ids`), scored by every seed; needs `split="train_test_split"`.
         standardize: scale features to unit training variance (default: raw features).
         solver: "auto" (primal if D ≤ N_train, else dual), "primal" or "dual".
 
@@ -335,7 +303,7 @@ def probe_embeddings(
 
     Raises:
         ValueError: on misaligned shapes, non-finite embeddings, unknown task types,
-            an empty `alphas` without `reported_alpha`, or too few sequences to split.
+            `alphas` without `reported_alpha`, bad split settings or too few sequences.
     """
     alphas = [float(alpha) for alpha in alphas]
     reported_alpha = float(reported_alpha)
@@ -343,6 +311,9 @@ def probe_embeddings(
         raise ValueError(f"reported_alpha {reported_alpha} is not among alphas {alphas}")
     if len(set(alphas)) != len(alphas):
         raise ValueError(f"alphas must be distinct, got {alphas}")
+    seeds = [int(seed) for seed in seeds]
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be distinct and at least one, got {seeds}")
     levels = dict(embeddings) if isinstance(embeddings, Mapping) else {"": embeddings}
     arrays = {name: np.asarray(array) for name, array in levels.items()}
     num_frames = None
@@ -363,13 +334,14 @@ def probe_embeddings(
             raise ValueError(f"no task type for label {task!r}")
         label_arrays[task] = values
     sequence_index, names = frame_sequence_index(sequence_ids, num_frames)
-    splits = _make_splits(sequence_index, names, seeds, test_fraction, evaluation_sequences)
-    protocol = "held_out" if evaluation_sequences is None else "evaluation_set"
+    splits = make_splits(sequence_index, names, seeds, split=split, folds=folds,
+                         test_fraction=test_fraction, evaluation_sequences=evaluation_sequences)
+    protocol = split if evaluation_sequences is None else "evaluation_set"
     results = {
         level: {
             task: _probe_task(
-                array, values, task, task_kind(task_types[task]), splits, alphas,
-                reported_alpha, protocol, standardize, solver,
+                array, values, task, task_kind(task_types[task]), splits, sequence_index,
+                len(names), alphas, reported_alpha, protocol, standardize, solver,
             )  # fmt: skip
             for task, values in label_arrays.items()
         }

@@ -75,7 +75,8 @@ def write_final_outputs(run: TrainingRun, output_dir: str, state: dict,
     summary = _final_summary(run, output_dir, state, wall_seconds)
     run_directory.write_json_atomically(
         os.path.join(output_dir, run_directory.FINAL_METRICS_FILE), summary)
-    metadata = {"training": {key: value for key, value in summary.items() if key != "data"},
+    metadata = {"training": {**{key: value for key, value in summary.items() if key != "data"},
+                             "seed": run.training.seed},
                 "data": summary["data"], "model_config": run.model_config.to_dict()}
     save_to_preset(_float32_copy(run.model), os.path.join(output_dir, run_directory.PRESET_FOLDER),
                    weights="trained", metadata=metadata, model_card=_model_card(run, summary))

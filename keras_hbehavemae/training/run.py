@@ -65,6 +65,7 @@ from keras_hbehavemae.errors import invalid
 from keras_hbehavemae.files.locking import FolderLock
 from keras_hbehavemae.loading import check_weights_consent, load_weights_into
 from keras_hbehavemae.models import HBehaveMAE, HBehaveMAEBackbone, HBehaveMAEConfig
+from keras_hbehavemae.presets import save_to_preset
 from keras_hbehavemae.training import run_directory
 from keras_hbehavemae.training.callbacks import (
     EpochCheckpoint,
@@ -108,6 +109,36 @@ def build_pretrainer(model_config: HBehaveMAEConfig, seed: int = 0,
         return HBehaveMAE(backbone, seed=seed, **model_config.pretrainer_kwargs())
     finally:
         keras.config.set_dtype_policy(previous)
+
+
+#: The folder of a run's initial weights (`run_pretraining(save_initial=True)`).
+INITIAL_PRESET_FOLDER = "initial_preset"
+
+
+def seeded_pretrainer(model_config: HBehaveMAEConfig, seed: int,
+                      precision: str = "float32") -> HBehaveMAE:
+    """The pretrainer a run with `seed` starts from: Keras' seeds set, then built."""
+    keras.utils.set_random_seed(seed)
+    return build_pretrainer(model_config, seed, precision)
+
+
+def save_initial_preset(model_config: HBehaveMAEConfig, seed: int, directory: str):
+    """Saves the initial weights of a run with `seed` as a preset (`weights="initial"`).
+
+    They are the weights `build_training_run` starts from (before any `--preset` weights),
+    so the preset is the run's untrained control. Loading it for inference needs
+    `allow_random_weights=True`. Returns the preset folder.
+    """
+    model = seeded_pretrainer(model_config, seed)
+    card = "\n".join([
+        "# hBehaveMAE: initial weights (untrained control)", "",
+        f"The seeded random initialisation (seed {seed}) of this architecture: the weights a "
+        "pretraining run with that seed starts from. Use it as the untrained control of the "
+        "trained model (`hbehavemae embed --control`).", ""])
+    metadata = {"seed": seed, "model_config": model_config.to_dict(),
+                "description": f"initial weights of a pretraining run (seed {seed})"}
+    return save_to_preset(model, directory, weights="initial", metadata=metadata,
+                          model_card=card)
 
 
 @dataclasses.dataclass
@@ -186,9 +217,8 @@ def build_training_run(model_config: HBehaveMAEConfig, data: PretrainingData,
     summary = schedule_summary(data, training, distribution)
     global_batch, steps = summary["global_batch_size"], summary["steps_per_epoch"]
     learning_rate = summary["peak_learning_rate"]
-    keras.utils.set_random_seed(training.seed)
     with distribution.scope():
-        model = build_pretrainer(model_config, training.seed, training.precision)
+        model = seeded_pretrainer(model_config, training.seed, training.precision)
         if preset is not None:
             load_weights_into(model, preset, parameter="--preset",
                               allow_random_weights=allow_random_weights)
@@ -304,7 +334,7 @@ def run_pretraining(model_config: HBehaveMAEConfig, data: PretrainingData,
                     training: TrainingConfig, output_dir: str, *, log_dir: str | None = None,
                     preset: str | None = None, callbacks: list | tuple = (),
                     verbose: str | int = "auto", jit_compile: bool | str = "auto",
-                    allow_random_weights: bool = False) -> dict:
+                    allow_random_weights: bool = False, save_initial: bool = False) -> dict:
     """Trains (or resumes training) and writes the run directory; returns the final summary.
 
     Before training: `output_dir` and `log_dir` must be writable and hold room for two
@@ -323,6 +353,8 @@ def run_pretraining(model_config: HBehaveMAEConfig, data: PretrainingData,
         jit_compile: as in `build_training_run` (XLA for TensorFlow on CPU: True).
         allow_random_weights: accept a `preset` without trained weights (training from
             scratch on its architecture).
+        save_initial: also save the initial weights as the preset folder
+            `output_dir/initial_preset/` (`save_initial_preset`), unless it exists.
 
     Raises:
         ValueError: invalid settings, or `output_dir` holding a run with another
@@ -335,6 +367,9 @@ def run_pretraining(model_config: HBehaveMAEConfig, data: PretrainingData,
         TrainingInterrupted: SIGTERM or Ctrl-C (see the module docstring).
     """
     start = time.time()
+    if save_initial and preset is not None:
+        raise invalid("save_initial", True, "cannot be combined with --preset (the run starts "
+                      "from the preset's weights, not from an initialisation)")
     log_dir = log_dir or os.path.join(output_dir, "logs")
     run_directory.check_writable(output_dir, "--output_dir")
     with FolderLock(output_dir, flag="--output_dir"), StopRequest() as stop:
@@ -346,6 +381,10 @@ def run_pretraining(model_config: HBehaveMAEConfig, data: PretrainingData,
         run_directory.check_run_config(output_dir, _run_config(
             model_config, data, training, distribution, preset, output_dir, log_dir))
         state = run_directory.read_state(output_dir)
+        initial = os.path.join(output_dir, INITIAL_PRESET_FOLDER)
+        if save_initial and not os.path.isdir(initial):
+            save_initial_preset(model_config, training.seed, initial)
+            _say(verbose, f"Saved the initial weights to {initial}.")
         run = build_training_run(model_config, data, training, distribution=distribution,
                                  preset=preset if state is None else None,
                                  jit_compile=jit_compile,
