@@ -1,4 +1,4 @@
-"""Published PyTorch checkpoints ↔ Keras weights (SPEC §5, §12.3).
+"""Published PyTorch checkpoints ↔ Keras weights.
 
 The mapping is table-driven: `parameter_table(model)` lists, for every PyTorch state-dict
 key, the Keras variable it fills and the layout transform (Linear → transpose; Conv3d →
@@ -20,10 +20,11 @@ from __future__ import annotations
 import dataclasses
 import os
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 import numpy as np
 
+from keras_hbehavemae.convert.published import config_from_checkpoint_args
 from keras_hbehavemae.models.config import HBehaveMAEConfig
 
 # Keys a backbone conversion skips (they belong to the pretrainer or to the unused
@@ -237,15 +238,18 @@ def _is_npz(path: str) -> bool:
     return bool(names) and all(name.endswith(".npy") for name in names)
 
 
-def from_torch_checkpoint(path, config: HBehaveMAEConfig | None = None):
-    """`(config, state_dict)` from a checkpoint file (SPEC §12.3).
+def from_torch_checkpoint(path, config: HBehaveMAEConfig | None = None,
+                          extra_training_args: Collection[str] = ()):
+    """`(config, state_dict)` from a checkpoint file.
 
     The configuration comes from the checkpoint's `args` when present; otherwise pass
-    `config`. When both are present they must agree.
+    `config`. When both are present they must agree. Every key of `args` must be a model
+    parameter or a published training setting (`published.PUBLISHED_TRAINING_ARGS`, or one
+    of `extra_training_args`); any other raises, naming the closest valid name.
     """
     state, args, _ = read_state_dict_file(path)
     if args is not None:
-        from_args = HBehaveMAEConfig.from_dict(args, strict=False)
+        from_args = config_from_checkpoint_args(args, os.fspath(path), extra_training_args)
         if config is not None and config != from_args:
             raise ValueError(
                 f"{path}: the given config differs from the checkpoint's args:\n"
@@ -259,12 +263,14 @@ def from_torch_checkpoint(path, config: HBehaveMAEConfig | None = None):
 
 
 def build_from_torch_checkpoint(path, config: HBehaveMAEConfig | None = None,
-                                backbone_only: bool = False, seed: int | None = None):
-    """Builds a pretrainer (or backbone) from a checkpoint and loads its weights strictly."""
+                                backbone_only: bool = False, seed: int | None = None, *,
+                                extra_training_args: Collection[str] = ()):
+    """Builds a pretrainer (or backbone) from a checkpoint and loads its weights strictly
+    (`extra_training_args` as in `from_torch_checkpoint`)."""
     from keras_hbehavemae.models.backbone import HBehaveMAEBackbone
     from keras_hbehavemae.models.pretrainer import HBehaveMAE
 
-    config, state = from_torch_checkpoint(path, config)
+    config, state = from_torch_checkpoint(path, config, extra_training_args)
     backbone = HBehaveMAEBackbone(**config.encoder_kwargs())
     model = backbone if backbone_only else HBehaveMAE(
         backbone, seed=seed, **config.pretrainer_kwargs())

@@ -20,7 +20,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_hbehavemae.models.config import HBehaveMAEConfig
+from keras_hbehavemae.errors import check_known_keys
+from keras_hbehavemae.models.config import ENCODER_FIELDS, KERAS_KEYWORDS, HBehaveMAEConfig
 from keras_hbehavemae.models.geometry import Geometry, compute_geometry
 from keras_hbehavemae.models.layers import (
     HieraBlock,
@@ -101,14 +102,17 @@ class HBehaveMAEBackbone(keras.Model):
     projected, no LayerNorm), in natural grid order. Deterministic: no masking and no
     randomness. Input `[B, T, H·W]` is accepted too and reshaped.
 
-    Args: the encoder parameters of `HBehaveMAEConfig` (SPEC §1.1), plus `dtype`
-        (a Keras dtype policy such as "mixed_bfloat16").
+    Args: the encoder parameters of `HBehaveMAEConfig`, plus `dtype` (a Keras dtype policy
+        such as "mixed_bfloat16") and Keras's `name` and `trainable`. Any other keyword
+        raises a ValueError naming the closest parameter.
     """
 
     def __init__(self, input_size, patch_kernel, stages, q_strides, out_embed_dims,
                  init_embed_dim, init_num_heads=2, mask_unit_attn=None, dim_mul=2.0,
                  head_mul=2.0, mlp_ratio=4.0, layer_norm_eps=1e-6, sep_pos_embed=True,
                  non_hierarchical=False, drop_path_rate=0.0, dtype=None, **kwargs):
+        check_known_keys(type(self).__name__, kwargs,
+                         (*ENCODER_FIELDS, "dtype", *KERAS_KEYWORDS))
         config = HBehaveMAEConfig(
             input_size=input_size, patch_kernel=patch_kernel, stages=stages,
             q_strides=q_strides, out_embed_dims=out_embed_dims, init_embed_dim=init_embed_dim,
@@ -239,6 +243,8 @@ class HBehaveMAEBackbone(keras.Model):
     @classmethod
     def from_config(cls, config):
         config = dict(config)
+        # Before the call: a misspelled required parameter would be a TypeError there.
+        check_known_keys(cls.__name__, config, (*ENCODER_FIELDS, "dtype", *KERAS_KEYWORDS))
         if isinstance(config.get("dtype"), dict):
             config["dtype"] = keras.saving.deserialize_keras_object(config["dtype"])
         return cls(**config)

@@ -18,15 +18,17 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from keras_hbehavemae.errors import check_known_keys
 from keras_hbehavemae.models import decoding
 from keras_hbehavemae.models.backbone import HBehaveMAEBackbone
-from keras_hbehavemae.models.config import HBehaveMAEConfig
+from keras_hbehavemae.models.config import KERAS_KEYWORDS, PRETRAINER_FIELDS, HBehaveMAEConfig
 from keras_hbehavemae.models.geometry import compute_geometry
 from keras_hbehavemae.models.layers import MAEDecoder, MultiScaleFusionHead
 from keras_hbehavemae.models.losses import masked_reconstruction_loss, time_strided_targets
 from keras_hbehavemae.models.masking import check_unit_mask, kept_unit_ids, random_unit_mask
 from keras_hbehavemae.models.train_steps import PretrainingSteps
 from keras_hbehavemae.presets import folder as preset_folder
+from keras_hbehavemae.presets.registry import serialized_config
 
 
 @keras.saving.register_keras_serializable(package="keras_hbehavemae")
@@ -49,13 +51,18 @@ class HBehaveMAE(PretrainingSteps, keras.Model):
         norm_loss: standardise every target token.
         mask_ratio: fraction of mask units removed.
         seed: seed of the masking (and stochastic-depth) random draws.
+
+    Any keyword other than these and Keras's `name`, `trainable` and `dtype` raises a
+    ValueError naming the closest one.
     """
 
     def __init__(self, backbone: HBehaveMAEBackbone, decoder_embed_dim: int = 128,
                  decoder_depth: int = 1, decoder_num_heads: int = 1,
                  decoding_strategy: str = "multi", norm_loss: bool = False,
                  mask_ratio: float = 0.75, seed: int | None = None, dtype=None, **kwargs):
-        super().__init__(dtype=dtype or backbone.dtype_policy, **kwargs)
+        check_known_keys(type(self).__name__, kwargs, (
+            *PRETRAINER_FIELDS, "backbone", "seed", "dtype", *KERAS_KEYWORDS))
+        super().__init__(dtype=backbone.dtype_policy if dtype is None else dtype, **kwargs)
         config = HBehaveMAEConfig(
             **backbone.config_object.encoder_kwargs(), decoder_embed_dim=decoder_embed_dim,
             decoder_depth=decoder_depth, decoder_num_heads=decoder_num_heads,
@@ -220,5 +227,8 @@ class HBehaveMAE(PretrainingSteps, keras.Model):
     @classmethod
     def from_config(cls, config):
         config = dict(config)
+        check_known_keys(cls.__name__, config, (
+            *PRETRAINER_FIELDS, "backbone", "seed", "dtype", *KERAS_KEYWORDS))
+        serialized_config(config.get("backbone"), "backbone")  # checks the top-level keys
         config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
         return cls(**config)
