@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 import zipfile
 from collections.abc import Collection, Mapping
 
@@ -125,12 +126,15 @@ def _expected_torch_shape(entry: ParameterEntry, torch_array_shape) -> tuple:
     return tuple(torch_array_shape)
 
 
-def load_torch_state_dict(model, state_dict: Mapping[str, np.ndarray]) -> dict[str, list]:
+def load_torch_state_dict(model, state_dict: Mapping[str, np.ndarray], *,
+                          allow_non_finite: bool = False) -> dict[str, list]:
     """Loads a PyTorch-layout state dict into a backbone or pretrainer.
 
     A pretrainer load is strict: missing keys, unexpected keys and shape mismatches are
     all listed in one ValueError. A backbone load ignores (and reports) the keys that
-    belong to the pretrainer or the unused classification head.
+    belong to the pretrainer or the unused classification head. Tensors holding NaN or
+    inf (a checkpoint of a diverged run) are refused, naming them, unless
+    `allow_non_finite`, which loads them with a warning.
 
     Returns:
         `{"loaded": [...keys], "ignored": [...keys]}`.
@@ -162,12 +166,34 @@ def load_torch_state_dict(model, state_dict: Mapping[str, np.ndarray]) -> dict[s
             "checkpoint does not match the model configuration; " + "; ".join(parts)
             + ". Check that the configuration (input_size, stages, q_strides, widths, "
             "decoder) is the one the checkpoint was trained with.")
-    for key, entry in table.items():
-        array = np.asarray(state_dict[key])
+    arrays = {key: np.asarray(state_dict[key]) for key in table}
+    for key, array in arrays.items():
         if not np.issubdtype(array.dtype, np.floating):
             raise ValueError(f"{key}: dtype {array.dtype} is not a floating-point tensor")
+    _check_finite(arrays, allow_non_finite)
+    for key, entry in table.items():
+        array = arrays[key]
         entry.variable.assign(torch_to_keras_layout(array.astype("float32"), entry.layout))
     return {"loaded": list(table), "ignored": ignored}
+
+
+def _check_finite(arrays: Mapping[str, np.ndarray], allow_non_finite: bool) -> None:
+    """Refuses (or, with `allow_non_finite`, warns about) tensors holding NaN or inf."""
+    bad = {key: int(np.count_nonzero(~np.isfinite(array))) for key, array in arrays.items()
+           if not np.isfinite(array).all()}
+    if not bad:
+        return
+    shown = ", ".join(f"{key} ({count} of {arrays[key].size})"
+                      for key, count in list(bad.items())[:10])
+    more = f" and {len(bad) - 10} more" if len(bad) > 10 else ""
+    message = (f"the checkpoint holds non-finite weights (NaN or inf) in {len(bad)} of "
+               f"{len(arrays)} tensors: {shown}{more}; it comes from a diverged run")
+    if not allow_non_finite:
+        raise ValueError(message + ". Convert another checkpoint, or pass "
+                         "allow_non_finite=True (--allow_non_finite_weights) to convert it "
+                         "as it is")
+    warnings.warn(message + "; converted as it is (allow_non_finite=True): its outputs will "
+                  "not be finite", stacklevel=3)
 
 
 def export_torch_state_dict(model) -> dict[str, np.ndarray]:
@@ -264,9 +290,13 @@ def from_torch_checkpoint(path, config: HBehaveMAEConfig | None = None,
 
 def build_from_torch_checkpoint(path, config: HBehaveMAEConfig | None = None,
                                 backbone_only: bool = False, seed: int | None = None, *,
+                                allow_non_finite: bool = False,
                                 extra_training_args: Collection[str] = ()):
-    """Builds a pretrainer (or backbone) from a checkpoint and loads its weights strictly
-    (`extra_training_args` as in `from_torch_checkpoint`)."""
+    """Builds a pretrainer (or backbone) from a checkpoint and loads its weights strictly.
+
+    A checkpoint with NaN or infinite weights is refused unless `allow_non_finite` (see
+    `load_torch_state_dict`); `extra_training_args` as in `from_torch_checkpoint`.
+    """
     from keras_hbehavemae.models.backbone import HBehaveMAEBackbone
     from keras_hbehavemae.models.pretrainer import HBehaveMAE
 
@@ -274,5 +304,8 @@ def build_from_torch_checkpoint(path, config: HBehaveMAEConfig | None = None,
     backbone = HBehaveMAEBackbone(**config.encoder_kwargs())
     model = backbone if backbone_only else HBehaveMAE(
         backbone, seed=seed, **config.pretrainer_kwargs())
-    load_torch_state_dict(model, state)
+    try:
+        load_torch_state_dict(model, state, allow_non_finite=allow_non_finite)
+    except ValueError as error:
+        raise ValueError(f"{os.fspath(path)}: {error}") from None
     return model

@@ -21,6 +21,7 @@ import numpy as np
 from keras import ops
 
 from keras_hbehavemae.errors import check_known_keys
+from keras_hbehavemae.models import inputs as keypoint_inputs
 from keras_hbehavemae.models.config import ENCODER_FIELDS, KERAS_KEYWORDS, HBehaveMAEConfig
 from keras_hbehavemae.models.geometry import Geometry, compute_geometry
 from keras_hbehavemae.models.layers import (
@@ -100,7 +101,8 @@ class HBehaveMAEBackbone(keras.Model):
 
     Returns the list of unmasked level maps `[B, T_k, H_k, W_k, out_k]` (rerolled,
     projected, no LayerNorm), in natural grid order. Deterministic: no masking and no
-    randomness. Input `[B, T, H·W]` is accepted too and reshaped.
+    randomness. Input `[B, T, H·W]` is accepted too and reshaped. NaN, inf and huge
+    keypoints are rejected (see `keras_hbehavemae.models.inputs`).
 
     Args: the encoder parameters of `HBehaveMAEConfig`, plus `dtype` (a Keras dtype policy
         such as "mixed_bfloat16") and Keras's `name` and `trainable`. Any other keyword
@@ -175,40 +177,40 @@ class HBehaveMAEBackbone(keras.Model):
 
     def encode(self, keypoints, keep_unit_ids=None, training=None, block_outputs=None):
         """Runs the encoder, masked when `keep_unit_ids` `[B, K]` is given (see `run_encoder`)."""
-        keypoints = self.standardize_keypoints(keypoints)
+        if not keypoint_inputs.inputs_validated(self):
+            keypoints = self.standardize_keypoints(keypoints)
         return run_encoder(self.encoder_layers(), self.geometry, keypoints, keep_unit_ids,
                            training, block_outputs)
 
-    def standardize_keypoints(self, keypoints):
-        """Checks shape and dtype; reshapes `[B, T, H·W]` to `[B, T, H, W]`."""
-        frames, rows, features = self.config_object.input_size
-        dtype = getattr(keypoints, "dtype", None)
-        if dtype is None:
-            keypoints = np.asarray(keypoints)
-            dtype = keypoints.dtype
-        try:
-            dtype_name = keras.backend.standardize_dtype(dtype)
-        except ValueError:  # numpy strings and objects have no Keras dtype name
-            dtype_name = str(dtype)
-        if "float" not in dtype_name:
-            raise ValueError(
-                f"keypoints: dtype {dtype_name} is not supported; the model takes floating-point "
-                "keypoints (convert with x.astype('float32'))")
-        shape = tuple(keypoints.shape)
-        if len(shape) == 3 and tuple(shape[1:]) == (frames, rows * features):
-            keypoints = ops.reshape(keypoints, (-1, frames, rows, features))  # [B, T, H, W]
-        elif len(shape) != 4 or tuple(shape[1:]) != (frames, rows, features):
-            raise ValueError(
-                f"keypoints: shape {shape} does not fit this model; expected [batch, "
-                f"{frames}, {rows}, {features}] (or [batch, {frames}, {rows * features}]) "
-                "for input_size "
-                f"{self.config_object.input_size}; window your sequences to {frames} frames")
-        if shape[0] == 0:
-            raise ValueError("keypoints: the batch is empty (batch size 0)")
-        return keypoints
+    def standardize_keypoints(self, keypoints, check_values: bool = True):
+        """The one check of keypoints at each public entry point (`models.inputs`).
+
+        Checks dtype and shape, reshapes `[B, T, H·W]` to `[B, T, H, W]`, and with
+        `check_values` rejects NaN, inf and huge values wherever they are known.
+        """
+        return keypoint_inputs.standardize_keypoints(keypoints, self.config_object.input_size,
+                                                     check_values)
 
     def __call__(self, inputs, *args, **kwargs):
-        return super().__call__(self.standardize_keypoints(inputs), *args, **kwargs)
+        if not keypoint_inputs.inputs_validated(self):
+            inputs = self.standardize_keypoints(inputs)
+        return super().__call__(inputs, *args, **kwargs)
+
+    def predict(self, x, *args, **kwargs):
+        """`keras.Model.predict`; arrays are checked once, here, before tracing."""
+        if keypoint_inputs.inputs_validated(self) or not keypoint_inputs.is_array_input(x):
+            return super().predict(x, *args, **kwargs)
+        x = self.standardize_keypoints(x)
+        with keypoint_inputs.validated_inputs(self):
+            return super().predict(x, *args, **kwargs)
+
+    def predict_on_batch(self, x):
+        """`keras.Model.predict_on_batch`, with the keypoints checked once, here."""
+        if keypoint_inputs.inputs_validated(self):
+            return super().predict_on_batch(x)
+        x = self.standardize_keypoints(x)
+        with keypoint_inputs.validated_inputs(self):
+            return super().predict_on_batch(x)
 
     # ------------------------------------------------------------------ presets
 
