@@ -17,6 +17,7 @@ import pytest
 from helpers import (
     MODEL_ARG_NAMES,
     SHOT7M2,
+    SMALL,
     TINY,
     TINY_CONFIG,
     small_data,
@@ -31,6 +32,7 @@ from keras_hbehavemae.convert.published import config_from_checkpoint_args
 from keras_hbehavemae.data.recipes import load_pretraining_data
 from keras_hbehavemae.models.geometry import compute_geometry
 from keras_hbehavemae.training import build_training_run, setup_distribution
+from keras_hbehavemae.training.optimizer import published_optimizer
 
 # ---------------------------------------------------------------------------------------------
 # SPEC §1.2: errors raised when the config is constructed (rules 1, 2, 3, 4, 6-decoder, 8) and
@@ -426,6 +428,14 @@ TRAINING_ERRORS = [
     ("clip_grad-nan", dict(clip_grad=float("nan")), r"^clip_grad: nan is invalid"),
     ("steps_per_epoch-zero", dict(steps_per_epoch=0), r"^steps_per_epoch: 0 is invalid"),
     ("keep_last-zero", dict(keep_last=0), r"^keep_last: 0 is invalid: must be a positive"),
+    # `clip_grad=0` was no clipping in disguise (Keras skips a falsy clip); None says so.
+    ("clip_grad-zero", dict(clip_grad=0.0),
+     r"^clip_grad: 0.0 is invalid: must be > 0, or None for no clipping"),
+    ("seed-negative", dict(seed=-1), r"^seed: -1 is invalid: must be an integer in \[0, 2\*\*32\)"),
+    ("seed-fraction", dict(seed=1.5), r"^seed: 1.5 is invalid"),
+    ("min_lr-above-lr", dict(lr=1e-3, min_lr=1e-2),
+     r"^min_lr: 0.01 is invalid: must not exceed the peak lr = 0.001"),
+    ("lr-string", dict(lr="0.001"), r"^lr: '0.001' is invalid: must be a finite number >= 0"),
 ]
 
 
@@ -436,6 +446,43 @@ TRAINING_ERRORS = [
 def test_training_config_rejects(changes, message):
     with pytest.raises(ValueError, match=message):
         small_training(**changes)
+
+
+def test_min_lr_above_the_scaled_peak_is_named_before_building():
+    config = HBehaveMAEConfig(**SMALL)
+    with pytest.raises(ValueError, match=r"^min_lr: 0.5 is invalid: must not exceed the peak "
+                                         r"learning rate 7.8125e-06"):
+        build_training_run(config, small_data(), small_training(lr=None, blr=1e-3, min_lr=0.5))
+
+
+def test_training_settings_given_twice_are_refused():
+    with pytest.raises(ValueError, match=r"give the training settings as `training` or as "
+                                         r"keyword arguments, not both"):
+        build_training_run(HBehaveMAEConfig(**SMALL), small_data(), small_training(),
+                           epochs=3)
+
+
+PUBLISHED_OPTIMIZER_ERRORS = [
+    ("learning_rate-negative", dict(learning_rate=-1e-3),
+     r"^learning_rate: -0.001 is invalid: must be > 0 \(or a schedule\)"),
+    ("learning_rate-zero", dict(learning_rate=0.0), r"^learning_rate: 0.0 is invalid"),
+    ("learning_rate-nan", dict(learning_rate=float("nan")), r"^learning_rate: nan is invalid"),
+    ("weight_decay-negative", dict(weight_decay=-0.05),
+     r"^weight_decay: -0.05 is invalid: must be >= 0"),
+    ("clip_grad-negative", dict(clip_grad=-1.0),
+     r"^clip_grad: -1.0 is invalid: must be > 0, or None for no clipping"),
+    ("clip_grad-zero", dict(clip_grad=0), r"^clip_grad: 0 is invalid"),
+]
+
+
+@pytest.mark.parametrize(
+    "changes, message", [row[1:] for row in PUBLISHED_OPTIMIZER_ERRORS],
+    ids=[row[0] for row in PUBLISHED_OPTIMIZER_ERRORS],
+)
+def test_published_optimizer_rejects(changes, message):
+    arguments = {"learning_rate": 1e-3, **changes}
+    with pytest.raises(ValueError, match=message):
+        published_optimizer(keras.Sequential(), **arguments)
 
 
 def test_window_length_other_than_the_models_is_refused_before_building():

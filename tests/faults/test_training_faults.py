@@ -465,3 +465,41 @@ def test_keypoints_dataset_needs_the_architecture(tmp_path, capsys):
     assert pretrain_script().run(flag_values) == 1
     assert "--input_size" in capsys.readouterr().err
 
+
+# ---------------------------------------------------------------- no `value or default`
+
+
+def test_clip_grad_zero_is_no_clipping_and_said_so():
+    # The flag's documented 0 becomes None explicitly; TrainingConfig refuses a disguised 0.
+    script = pretrain_script()
+    assert script.training_config(parse_pretrain_flags("--clip_grad=0")).clip_grad is None
+    assert script.training_config(parse_pretrain_flags("--clip_grad=0.5")).clip_grad == 0.5
+    with pytest.raises(ValueError, match=r"^clip_grad: -1.0 is invalid"):
+        script.training_config(parse_pretrain_flags("--clip_grad=-1"))
+
+
+def test_an_empty_data_folder_flag_is_refused_not_replaced(tmp_path, capsys):
+    # `--path_to_data_dir=` used to fall back to OUTPUT_DIR/data (`path or default`).
+    flag_values = parse_pretrain_flags("--dataset=synthetic", "--path_to_data_dir=",
+                                       f"--output_dir={tmp_path / 'out'}", *TINY_FLAGS)
+    assert pretrain_script().run(flag_values) == 1
+    assert "--path_to_data_dir: '' is invalid: must name a file or folder" in (
+        capsys.readouterr().err)
+    assert not os.path.exists(tmp_path / "out")
+
+
+def test_an_empty_log_dir_is_refused_not_replaced(tmp_path):
+    with pytest.raises(ValueError, match=r"^log_dir: '' is invalid: must name a folder"):
+        run_pretraining(CONFIG, small_data(), training(), str(tmp_path / "run"), log_dir="",
+                        verbose=0)
+    assert not os.path.exists(tmp_path / "run" / "run_config.json")
+
+
+@pytest.mark.parametrize("stride", [0, -17])
+def test_a_sliding_window_of_zero_is_refused_not_replaced(stride):
+    # `sliding_window=0` used to become the published 17.
+    data = PretrainingData("arrays", small_data().train, None, num_frames=24,
+                           sliding_window=stride)
+    with pytest.raises(ValueError, match=rf"^sliding_window must be a positive integer, got "
+                                         rf"{stride}"):
+        data.steps_per_epoch(2)
