@@ -4,11 +4,11 @@ PyTorch key names into a Keras weights file or a preset folder.
 The file is read without torch and without executing pickle code.
 
 Usage:
-    python scripts/convert_checkpoint.py --checkpoint checkpoint-199.pth \\
+    hbehavemae convert --checkpoint checkpoint-199.pth \\
         --output presets/my_model            # a preset folder (backbone + decoder)
-    python scripts/convert_checkpoint.py --checkpoint checkpoint-199.pth \\
+    hbehavemae convert --checkpoint checkpoint-199.pth \\
         --output encoder.weights.h5 --backbone_only
-    python scripts/convert_checkpoint.py --checkpoint weights.npz --config config.json \\
+    hbehavemae convert --checkpoint weights.npz --config config.json \\
         --output presets/my_model            # no training args inside: give the config
 """
 
@@ -27,30 +27,50 @@ def define_flags() -> None:
                         "without training args (or to cross-check those that have them).")
     flags.DEFINE_bool("backbone_only", False, "Convert only the encoder (decoder keys are "
                       "reported and skipped).")
+    flags.DEFINE_bool("allow_non_finite_weights", False, "Convert a checkpoint whose weights "
+                      "hold NaN or inf (a diverged run) instead of refusing it.")
+    flags.DEFINE_list("extra_training_args", [], "Names in the checkpoint's args to accept "
+                      "besides the model parameters and the published training settings (a "
+                      "modified training script's own flags); they are not used.")
     flags.mark_flags_as_required(["checkpoint", "output"])
+
+
+def read_config_file(path: str):
+    """The `HBehaveMAEConfig` of a `--config` JSON file; errors name the flag and the file."""
+    from keras_hbehavemae.models.config import HBehaveMAEConfig
+
+    try:
+        with open(path, encoding="utf-8") as file:
+            values = json.load(file)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"--config {path!r}: no such file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"--config {path!r}: not a readable JSON file ({error})") from None
+    return HBehaveMAEConfig.from_dict(values, where=f"--config {path!r}")
 
 
 def main(argv):
     del argv
+    from keras_hbehavemae.cli import flag_parsing
     from keras_hbehavemae.convert.checkpoint import build_from_torch_checkpoint
-    from keras_hbehavemae.models.config import HBehaveMAEConfig
     from keras_hbehavemae.presets import save_to_preset
 
-    config = None
-    if FLAGS.config:
-        with open(FLAGS.config) as file:
-            config = HBehaveMAEConfig.from_dict(json.load(file))
     try:
-        model = build_from_torch_checkpoint(FLAGS.checkpoint, config,
-                                            backbone_only=FLAGS.backbone_only)
-    except (ValueError, FileNotFoundError) as error:
+        for flag in ("checkpoint", "output", "config"):
+            flag_parsing.path(f"--{flag}", FLAGS[flag].value)
+        config = None if FLAGS.config is None else read_config_file(FLAGS.config)
+        model = build_from_torch_checkpoint(
+            FLAGS.checkpoint, config, backbone_only=FLAGS.backbone_only,
+            allow_non_finite=FLAGS.allow_non_finite_weights,
+            extra_training_args=FLAGS.extra_training_args)
+        if FLAGS.output.endswith(".weights.h5"):
+            model.save_weights(FLAGS.output)
+        else:
+            save_to_preset(model, FLAGS.output, weights="converted",
+                           metadata={"source": os.path.abspath(FLAGS.checkpoint)})
+    except (ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    if FLAGS.output.endswith(".weights.h5"):
-        model.save_weights(FLAGS.output)
-    else:
-        save_to_preset(model, FLAGS.output, weights="converted",
-                       metadata={"source": os.path.abspath(FLAGS.checkpoint)})
     print(f"converted {FLAGS.checkpoint} -> {FLAGS.output} "
           f"({model.count_params():,} parameters)")
     return 0

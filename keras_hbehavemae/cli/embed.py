@@ -28,6 +28,7 @@ import time
 
 from absl import app, flags
 
+from keras_hbehavemae.cli import flag_parsing
 from keras_hbehavemae.data.layouts import DATASETS, layout
 
 FLAGS = flags.FLAGS
@@ -42,7 +43,8 @@ def define_flags() -> None:
     flags.DEFINE_enum("mode", "exact", ("exact", "fast", "strided"), "exact: mean over all "
                       "stride-1 windows (SPEC §10); fast: centre token of every 2nd window (SPEC); "
                       "strided: mean over every k-th window (k = --window_stride), ~T/4× cheaper.")
-    flags.DEFINE_integer("window_stride", None, "k of --mode strided (default num_frames // 4).")
+    flags.DEFINE_integer("window_stride", None, "k of --mode strided (default num_frames // 4).",
+                         lower_bound=1)
     flags.DEFINE_bool("embedsum", None, "Mean over the H_k·W_k tokens instead of flattening them "
                       "(default: on for the mouse datasets, off otherwise, as published).")
     flags.DEFINE_bool("pca", False, "Reduce levels with D above the limit by PCA fitted on the "
@@ -50,7 +52,8 @@ def define_flags() -> None:
     flags.DEFINE_integer("pca_dim", None, "PCA limit (default: the published one, 64 Shot7M2 and "
                          "hBABEL, 128 MABe22 and synthetic; 64 for generic keypoints).",
                          lower_bound=1)
-    flags.DEFINE_integer("batch_size", 64, "Windows per backbone call (does not change results).")
+    flags.DEFINE_integer("batch_size", 64, "Windows per backbone call (does not change results).",
+                         lower_bound=1)
     flags.DEFINE_enum("jit_compile", "auto", ["auto", "true", "false"], "Compile the encoder's "
                       "predict path: auto = Keras' default (XLA under JAX, none for TensorFlow on "
                       "a CPU); true also gives TensorFlow XLA on a CPU (about 2x faster for "
@@ -108,6 +111,9 @@ def main(argv):
     from keras_hbehavemae.loading import load_model
 
     try:
+        for flag in ("preset", "path_to_data_dir", "output_dir"):
+            flag_parsing.path(f"--{flag}", FLAGS[flag].value)
+        levels = None if FLAGS.levels is None else flag_parsing.integers("--levels", FLAGS.levels)
         backbone = load_model(FLAGS.preset, kind="backbone", parameter="--preset",
                               allow_random_weights=FLAGS.allow_random_weights)
         if FLAGS.jit_compile != "auto":
@@ -115,7 +121,6 @@ def main(argv):
         input_size = tuple(int(v) for v in backbone.geometry.config.input_size)
         sequences = read_sequences(FLAGS.dataset, FLAGS.path_to_data_dir, FLAGS.split,
                                    input_size[1:], FLAGS.fill_holes)
-        levels = None if FLAGS.levels is None else [int(level) for level in FLAGS.levels]
         mice = layout(FLAGS.dataset).mice
         embedsum = mice if FLAGS.embedsum is None else FLAGS.embedsum
         normalise = ArenaNormalisation() if mice else None
@@ -132,7 +137,7 @@ def main(argv):
         if FLAGS.pca:
             limit = FLAGS.pca_dim
             if limit is None:
-                limit = layout(FLAGS.dataset).pca_limit or 64
+                limit = layout(FLAGS.dataset).pca_limit
             per_level = embeddings.apply_pca_limit(per_level, limit)
         paths = embeddings.write_submission(
             FLAGS.output_dir, frame_number_map, dict(zip(level_ids, per_level, strict=True)),

@@ -71,13 +71,38 @@ def _default_inputs(embeddings: str, labels: str | None, baseline: str | None):
     return labels, baseline
 
 
+def _evaluation_sequences(path: str) -> list[str]:
+    """The `--evaluation_sequences` file: a JSON list of sequence names."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            names = json.load(file)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"--evaluation_sequences {path!r}: no such file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"--evaluation_sequences {path!r}: not a readable JSON file "
+                         f"({error})") from None
+    if not isinstance(names, list) or not names:
+        raise ValueError(f"--evaluation_sequences {path!r}: expected a non-empty JSON list of "
+                         "sequence names")
+    return [str(name) for name in names]
+
+
 def main(argv):
     del argv
     import numpy as np
 
     from keras_hbehavemae import evaluation as probes
+    from keras_hbehavemae.cli import flag_parsing
 
     try:
+        for flag in ("embeddings", "labels", "baseline_keypoints", "output_dir",
+                     "evaluation_sequences"):
+            flag_parsing.path(f"--{flag}", FLAGS[flag].value)
+        seeds = flag_parsing.integers("--seeds", FLAGS.seeds, minimum=0)
+        alphas = flag_parsing.positive_numbers("--alphas", FLAGS.alphas)
+        if FLAGS.tasks is not None and not FLAGS.tasks:
+            raise ValueError("--tasks: [] is invalid: name at least one task, or leave the flag "
+                             "out for every task of the labels file")
         labels_path, baseline_path = _default_inputs(
             FLAGS.embeddings, FLAGS.labels, FLAGS.baseline_keypoints)
         labels = probes.load_labels_file(labels_path)
@@ -93,10 +118,9 @@ def main(argv):
             baseline = np.load(baseline_path)
             baseline = baseline.reshape(baseline.shape[0], -1).astype(np.float32)
         evaluation = None
-        if FLAGS.evaluation_sequences:
-            with open(FLAGS.evaluation_sequences, encoding="utf-8") as file:
-                evaluation = [str(name) for name in json.load(file)]
-        tasks = FLAGS.tasks or list(labels.labels)
+        if FLAGS.evaluation_sequences is not None:
+            evaluation = _evaluation_sequences(FLAGS.evaluation_sequences)
+        tasks = list(labels.labels) if FLAGS.tasks is None else FLAGS.tasks
         unknown = sorted(set(tasks) - set(labels.labels))
         if unknown:
             raise ValueError(f"unknown tasks {unknown}; the labels file has {list(labels.labels)}")
@@ -106,8 +130,8 @@ def main(argv):
             labels.task_types,
             frame_map,
             baseline=baseline,
-            alphas=[float(alpha) for alpha in FLAGS.alphas],
-            seeds=[int(seed) for seed in FLAGS.seeds],
+            alphas=alphas,
+            seeds=seeds,
             test_fraction=FLAGS.test_fraction,
             reported_alpha=FLAGS.reported_alpha,
             evaluation_sequences=evaluation,
