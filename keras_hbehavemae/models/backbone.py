@@ -198,10 +198,11 @@ class HBehaveMAEBackbone(keras.Model):
 
     def predict(self, x, *args, **kwargs):
         """`keras.Model.predict`; arrays are checked once, here, before tracing."""
-        if keypoint_inputs.inputs_validated(self) or not keypoint_inputs.is_array_input(x):
+        if keypoint_inputs.inputs_validated(self):  # an entry point that checked x calls
             return super().predict(x, *args, **kwargs)
-        x = self.standardize_keypoints(x)
-        with keypoint_inputs.validated_inputs(self):
+        checked = keypoint_inputs.is_array_input(x)
+        x = self.standardize_keypoints(x) if checked else x
+        with keypoint_inputs.validated_inputs(self, checked):
             return super().predict(x, *args, **kwargs)
 
     def predict_on_batch(self, x):

@@ -205,14 +205,17 @@ def is_array_input(inputs) -> bool:
 
 
 @contextlib.contextmanager
-def validated_inputs(model):
-    """Marks `model`'s inputs as checked while an entry point runs Keras's machinery.
+def validated_inputs(model, checked: bool = True):
+    """Marks `model`'s inputs as checked (or, with `checked=False`, as not checked) while an
+    entry point runs Keras's machinery.
 
-    Inside, the model's own `__call__` (and the training step) skip the check the entry
-    point made already.
+    Inside, the model's own `__call__` and its training and test steps skip the check the
+    entry point made already. A `tf.data.Dataset` given to `fit`, `evaluate` or `predict` runs
+    with `checked=False`, so its batches are checked in the traced step even when that entry
+    point is called from inside another one (the held-out `evaluate` inside `fit`).
     """
     previous = getattr(model, "_inputs_validated", False)
-    model._inputs_validated = True
+    model._inputs_validated = checked
     try:
         yield
     finally:

@@ -161,10 +161,11 @@ class HBehaveMAE(PretrainingSteps, keras.Model):
     def predict(self, x, *args, **kwargs):
         """`keras.Model.predict`; arrays (and a dict's explicit mask) are checked once, here,
         before tracing (inside the traced predict function their values are unknown)."""
-        if keypoint_inputs.inputs_validated(self) or not keypoint_inputs.is_array_input(x):
+        if keypoint_inputs.inputs_validated(self):  # an entry point that checked x calls
             return super().predict(x, *args, **kwargs)
-        x = self._checked_entry(x)
-        with keypoint_inputs.validated_inputs(self):
+        checked = keypoint_inputs.is_array_input(x)
+        x = self._checked_entry(x) if checked else x
+        with keypoint_inputs.validated_inputs(self, checked):
             return super().predict(x, *args, **kwargs)
 
     def predict_on_batch(self, x):
@@ -180,18 +181,16 @@ class HBehaveMAE(PretrainingSteps, keras.Model):
         (naming the sample and frame). A `tf.data.Dataset` or generator cannot be checked
         ahead; its batches go through `train_step`, which skips non-finite updates and
         counts them in `skipped_steps` (see `keras_hbehavemae.models.inputs`)."""
-        if not keypoint_inputs.is_array_input(x):
-            return super().fit(x, *args, **kwargs)
-        x = self._checked_entry(x)
-        with keypoint_inputs.validated_inputs(self):
+        checked = keypoint_inputs.is_array_input(x)
+        x = self._checked_entry(x) if checked else x
+        with keypoint_inputs.validated_inputs(self, checked):
             return super().fit(x, *args, **kwargs)
 
     def evaluate(self, x=None, *args, **kwargs):
         """`keras.Model.evaluate`, with arrays checked once, here, as in `fit`."""
-        if not keypoint_inputs.is_array_input(x):
-            return super().evaluate(x, *args, **kwargs)
-        x = self._checked_entry(x)
-        with keypoint_inputs.validated_inputs(self):
+        checked = keypoint_inputs.is_array_input(x)
+        x = self._checked_entry(x) if checked else x
+        with keypoint_inputs.validated_inputs(self, checked):
             return super().evaluate(x, *args, **kwargs)
 
     def batch_inputs(self, data):
