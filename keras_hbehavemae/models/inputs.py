@@ -3,9 +3,10 @@ policy on non-finite keypoints.
 
 Non-finite keypoints are rejected
 ---------------------------------
-The package has one policy for NaN, infinite and huge keypoints, in the Python API, the
-commands and the exported SavedModel: they are rejected. They are never masked, filled or
-passed on silently.
+The package has one policy for NaN, infinite and huge keypoints: they are rejected, in the
+Python API and in the commands. They are never masked, filled or passed on silently. (A
+SavedModel serves a compiled graph, which cannot raise on values; `serving.export` says how
+it reports them.)
 
 - `HBehaveMAEBackbone` and `HBehaveMAE` check keypoints whose values are known (NumPy arrays
   and eager tensors). This covers `__call__`, `predict`, `predict_on_batch` and `encode`,
@@ -46,7 +47,7 @@ Example:
 >>> check_keypoint_values(x)
 Traceback (most recent call last):
 ...
-ValueError: keypoints: sample 1 has 1 bad frame, the first is frame 5 (NaN); ...
+ValueError: keypoints: sample 1 has 1 bad frame, the first is frame 5 (NaN). ...
 """
 
 from __future__ import annotations
