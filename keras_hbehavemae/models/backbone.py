@@ -20,7 +20,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_hbehavemae.errors import check_known_keys
+from keras_hbehavemae.errors import check_known_keys, invalid
 from keras_hbehavemae.models import inputs as keypoint_inputs
 from keras_hbehavemae.models.config import ENCODER_FIELDS, KERAS_KEYWORDS, HBehaveMAEConfig
 from keras_hbehavemae.models.geometry import Geometry, compute_geometry
@@ -43,6 +43,26 @@ class EncoderLayers(typing.NamedTuple):
     blocks: list
     rerolls: list  # unmasked: reroll + undo_windowing, one per level
     projections: list
+
+
+def checked_dtype(dtype):
+    """`dtype` as given when it is None or a floating-point Keras dtype policy.
+
+    Raises:
+        ValueError: naming `dtype`, before Keras fails on it (an integer policy failed deep
+            inside the first weight initialiser).
+    """
+    if dtype is None:
+        return None
+    try:
+        policy = keras.dtype_policies.get(dtype)
+    except (ValueError, TypeError) as error:
+        raise invalid("dtype", dtype, f"must be a Keras dtype policy such as 'float32' or "
+                      f"'mixed_bfloat16' ({error})") from None
+    if "float" not in policy.compute_dtype or "float" not in policy.variable_dtype:
+        raise invalid("dtype", dtype, "must be a floating-point policy such as 'float32' or "
+                      "'mixed_bfloat16'")
+    return dtype
 
 
 def select_kept_units(tokens, keep_unit_ids, geometry: Geometry):
@@ -115,6 +135,7 @@ class HBehaveMAEBackbone(keras.Model):
                  non_hierarchical=False, drop_path_rate=0.0, dtype=None, **kwargs):
         check_known_keys(type(self).__name__, kwargs,
                          (*ENCODER_FIELDS, "dtype", *KERAS_KEYWORDS))
+        dtype = checked_dtype(dtype)
         config = HBehaveMAEConfig(
             input_size=input_size, patch_kernel=patch_kernel, stages=stages,
             q_strides=q_strides, out_embed_dims=out_embed_dims, init_embed_dim=init_embed_dim,

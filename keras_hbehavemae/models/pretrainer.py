@@ -19,10 +19,10 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_hbehavemae.errors import check_known_keys
+from keras_hbehavemae.errors import check_known_keys, invalid
 from keras_hbehavemae.models import decoding
 from keras_hbehavemae.models import inputs as keypoint_inputs
-from keras_hbehavemae.models.backbone import HBehaveMAEBackbone, run_encoder
+from keras_hbehavemae.models.backbone import HBehaveMAEBackbone, checked_dtype, run_encoder
 from keras_hbehavemae.models.config import KERAS_KEYWORDS, PRETRAINER_FIELDS, HBehaveMAEConfig
 from keras_hbehavemae.models.geometry import compute_geometry
 from keras_hbehavemae.models.layers import MAEDecoder, MultiScaleFusionHead
@@ -65,6 +65,9 @@ class HBehaveMAE(PretrainingSteps, keras.Model):
                  mask_ratio: float = 0.75, seed: int | None = None, dtype=None, **kwargs):
         check_known_keys(type(self).__name__, kwargs, (
             *PRETRAINER_FIELDS, "backbone", "seed", "dtype", *KERAS_KEYWORDS))
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise invalid("seed", seed, "must be an integer or None")
+        dtype = checked_dtype(dtype)
         super().__init__(dtype=backbone.dtype_policy if dtype is None else dtype, **kwargs)
         config = HBehaveMAEConfig(
             **backbone.config_object.encoder_kwargs(), decoder_embed_dim=decoder_embed_dim,

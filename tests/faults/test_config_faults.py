@@ -349,6 +349,10 @@ BACKBONE_ERRORS = [
      r"^q_strides: .*between 1 and 2 q-stride triples"),
     ("negative-width", dict(init_embed_dim=-16),
      r"^init_embed_dim: -16 is invalid: must be a positive integer"),
+    ("integer-dtype", dict(dtype="int32"),
+     r"^dtype: 'int32' is invalid: must be a floating-point policy"),
+    ("unknown-dtype", dict(dtype="float8"),
+     r"^dtype: 'float8' is invalid: must be a Keras dtype policy such as 'float32'"),
 ]
 
 
@@ -384,6 +388,9 @@ PRETRAINER_ERRORS = [
      r"^decoder_embed_dim: 0 is invalid: must be a positive integer"),
     ("decoder-depth-negative", dict(decoder_depth=-1),
      r"^decoder_depth: -1 is invalid: must be 0 or more"),
+    ("seed-not-an-integer", dict(seed="x"), r"^seed: 'x' is invalid: must be an integer or None"),
+    ("seed-fraction", dict(seed=1.5), r"^seed: 1.5 is invalid"),
+    ("dtype-integer", dict(dtype="int32"), r"^dtype: .int32. is invalid: must be a floating-point"),
     ("mlp_ratio-too-small-for-the-decoder", dict(decoder_embed_dim=4, decoder_num_heads=1),
      None),  # replaced below: needs an mlp_ratio the encoder accepts
 ]
