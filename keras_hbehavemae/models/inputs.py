@@ -90,10 +90,11 @@ def has_concrete_values(tensor) -> bool:
 def _all_within_bound(tensor) -> bool:
     """True when every value is finite with magnitude at most `MAX_ABS_KEYPOINT`.
 
-    One comparison covers NaN (which compares False), ±inf and huge values.
+    One comparison covers NaN (which compares False), ±inf and huge values. A JAX array is
+    compared in NumPy: inside a `jax.jit` trace even a concrete array's operations are traced.
     """
-    if isinstance(tensor, np.ndarray):
-        return bool((np.abs(tensor) <= MAX_ABS_KEYPOINT).all())
+    if isinstance(tensor, np.ndarray) or keras.config.backend() == "jax":
+        return bool((np.abs(np.asarray(tensor)) <= MAX_ABS_KEYPOINT).all())
     within = ops.all(ops.less_equal(ops.abs(tensor), MAX_ABS_KEYPOINT))
     return bool(ops.convert_to_numpy(within))
 
