@@ -9,16 +9,16 @@ import pathlib
 import keras
 import numpy as np
 
-from keras_hbehavemae import HBehaveMAEConfig
 from keras_hbehavemae.convert.checkpoint import build_from_torch_checkpoint
+from keras_hbehavemae.convert.published import config_from_published_arguments
 
 FIXTURES = pathlib.Path(__file__).resolve().parents[1] / "tests" / "fixtures"
 
 
 def report(name: str) -> None:
     metadata = json.loads((FIXTURES / f"{name}.json").read_text())
-    config = HBehaveMAEConfig.from_dict(
-        dict(metadata["model"], mask_ratio=metadata["run"]["mask_ratio"]), strict=False)
+    config = config_from_published_arguments(
+        dict(metadata["model"], mask_ratio=metadata["run"]["mask_ratio"]), f"{name}.json")
     model = build_from_torch_checkpoint(FIXTURES / f"{name}.npz", config)
     arrays = dict(np.load(FIXTURES / f"{name}.npz"))
     outputs = model(arrays["input"], unit_mask=arrays["mask"], return_intermediates=True)

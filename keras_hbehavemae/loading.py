@@ -83,19 +83,23 @@ def describe_source(source, parameter: str = "source") -> str:
 
 
 def _config_from_serialized(serialized: dict, where: str) -> tuple[HBehaveMAEConfig, bool]:
-    config = serialized.get("config", serialized)
+    """`(config, has_decoder)` of a serialized backbone or pretrainer; every key is checked
+    (an unknown one raises, naming it and the closest valid name)."""
     try:
+        config = registry.serialized_config(serialized, where)
         if "backbone" in config:  # a serialized HBehaveMAE: backbone + decoder fields
-            values = {**config["backbone"]["config"], **config}
-            return HBehaveMAEConfig.from_dict(_model_parameters(values)), True
-        return HBehaveMAEConfig.from_dict(_model_parameters(config)), False
+            backbone = registry.serialized_config(config["backbone"], f"{where}: backbone")
+            values = {**_model_parameters(backbone), **_model_parameters(config)}
+            return HBehaveMAEConfig.from_dict(values, where=where), True
+        return HBehaveMAEConfig.from_dict(_model_parameters(config), where=where), False
     except (KeyError, TypeError, ValueError) as error:
-        raise ValueError(f"{where}: not an hBehaveMAE model configuration ({error})") from None
+        raise ValueError(f"{where}: not a valid hBehaveMAE model configuration ({error})"
+                         ) from None
 
 
 def _model_parameters(values: dict) -> dict:
-    keras_keys = ("name", "trainable", "dtype", "backbone", "seed")
-    return {key: value for key, value in values.items() if key not in keras_keys}
+    return {key: value for key, value in values.items()
+            if key not in registry.SERIALIZATION_KEYS}
 
 
 def read_model_config(source, parameter: str = "source") -> tuple[HBehaveMAEConfig | None, bool]:

@@ -14,6 +14,7 @@ import numpy as np
 
 from keras_hbehavemae import HBehaveMAE, HBehaveMAEBackbone, HBehaveMAEConfig
 from keras_hbehavemae.convert.checkpoint import load_torch_state_dict
+from keras_hbehavemae.convert.published import config_from_published_arguments
 from keras_hbehavemae.models.geometry import compute_geometry
 
 REPOSITORY = pathlib.Path(__file__).resolve().parents[1]
@@ -106,7 +107,7 @@ def load_golden(name: str):
     with np.load(FIXTURES / f"{name}.npz") as archive:
         arrays = {key: archive[key] for key in archive.keys()}
     values = dict(metadata["model"], mask_ratio=metadata["run"]["mask_ratio"])
-    config = HBehaveMAEConfig.from_dict(values, strict=False)
+    config = config_from_published_arguments(values, f"{name}.json")
     return config, arrays, metadata
 
 
@@ -268,9 +269,11 @@ def save_small_checkpoint(path: pathlib.Path) -> dict:
     return model
 
 
-def save_published_checkpoint(path: pathlib.Path, arrays: dict) -> pathlib.Path:
+def save_published_checkpoint(path: pathlib.Path, arrays: dict,
+                              args: dict | None = None) -> pathlib.Path:
     """The golden fixture `arrays` as a checkpoint in the published layout (`torch.save` of
-    model, AdamW optimizer state, epoch, scaler and `args`; needs torch)."""
+    model, AdamW optimizer state, epoch, scaler and `args`, by default
+    `TINY_CHECKPOINT_ARGS`; needs torch)."""
     import torch
 
     state = {key[len("param/"):]: torch.from_numpy(value.copy())
@@ -281,7 +284,8 @@ def save_published_checkpoint(path: pathlib.Path, arrays: dict) -> pathlib.Path:
         parameter.grad = torch.ones_like(parameter)
     optimizer.step()
     torch.save({"model": state, "optimizer": optimizer.state_dict(), "epoch": 199,
-                "scaler": {}, "args": argparse.Namespace(**TINY_CHECKPOINT_ARGS)}, path)
+                "scaler": {}, "args": argparse.Namespace(**(
+                    TINY_CHECKPOINT_ARGS if args is None else args))}, path)
     return path
 
 

@@ -16,6 +16,7 @@ from helpers import TINY_CONFIG as TINY
 from helpers import config_geometry as build_model_geometry
 from helpers import make_config as make
 
+from keras_hbehavemae.convert.published import config_from_checkpoint_args
 from keras_hbehavemae.models.config import (
     ENCODER_FIELDS,
     PRETRAINER_FIELDS,
@@ -221,8 +222,8 @@ def test_config_is_frozen():
 # ---------------------------------------------------------------------------------------------
 # from_dict / to_dict / replace / kwargs partition.
 
-def test_from_dict_published_args_non_strict():
-    config = HBehaveMAEConfig.from_dict(PUBLISHED_ARGS, strict=False)
+def test_published_checkpoint_args_give_the_configuration():
+    config = config_from_checkpoint_args(PUBLISHED_ARGS, "checkpoint")
     assert config == make()
     assert config.input_size == (400, 1, 72)
     assert config.q_strides == ((2, 1, 4), (2, 1, 6))
@@ -231,20 +232,19 @@ def test_from_dict_published_args_non_strict():
     assert config.mask_ratio == 0.70
 
 
-def test_from_dict_strict_accepts_model_keys_only():
-    config = HBehaveMAEConfig.from_dict(
-        {name: PUBLISHED_ARGS[name] for name in MODEL_ARG_NAMES}, strict=True)
+def test_from_dict_accepts_model_keys_only():
+    config = HBehaveMAEConfig.from_dict({name: PUBLISHED_ARGS[name] for name in MODEL_ARG_NAMES})
     assert config == make()
 
 
 def test_from_dict_num_frames_matching_forms():
     for num_frames in (400, "400", None):
-        config = HBehaveMAEConfig.from_dict({**PUBLISHED_ARGS, "num_frames": num_frames},
-                                            strict=False)
+        config = config_from_checkpoint_args({**PUBLISHED_ARGS, "num_frames": num_frames},
+                                             "checkpoint")
         assert config.input_size[0] == 400
     values = {**PUBLISHED_ARGS, "input_size": "450 1 75", "patch_kernel": [3, 1, 75],
               "q_strides": "5,1,1;3,1,1", "init_embed_dim": 128, "num_frames": 450}
-    assert HBehaveMAEConfig.from_dict(values, strict=False).input_size == (450, 1, 75)
+    assert config_from_checkpoint_args(values, "checkpoint").input_size == (450, 1, 75)
 
 
 @pytest.mark.parametrize("base", [SHOT7M2, TINY], ids=["shot7m2", "tiny"])
@@ -255,7 +255,7 @@ def test_to_dict_from_dict_round_trip(base):
     assert isinstance(values["q_strides"], list)
     assert all(isinstance(triple, list) for triple in values["q_strides"])
     assert isinstance(values["input_size"], list)
-    again = HBehaveMAEConfig.from_dict(values, strict=True)
+    again = HBehaveMAEConfig.from_dict(values)
     assert again == config
     assert again.to_dict() == values
 

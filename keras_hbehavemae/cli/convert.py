@@ -38,6 +38,11 @@ def define_flags() -> None:
                       "reported and skipped).")
     flags.DEFINE_bool("overwrite", False, "Replace an existing --output that is not a preset "
                       "folder (a folder of other files, or a .weights.h5 file) as a whole.")
+    flags.DEFINE_bool("allow_non_finite_weights", False, "Convert a checkpoint whose weights "
+                      "hold NaN or inf (a diverged run) instead of refusing it.")
+    flags.DEFINE_list("extra_training_args", [], "Names in the checkpoint's args to accept "
+                      "besides the model parameters and the published training settings (a "
+                      "modified training script's own flags); they are not used.")
     flags.mark_flags_as_required(["checkpoint", "output"])
 
 
@@ -61,26 +66,41 @@ def write_converted(model, output: str, checkpoint: str, overwrite: bool = False
                        metadata={"source": os.path.abspath(checkpoint)}, flag="--output")
 
 
+def read_config_file(path: str):
+    """The `HBehaveMAEConfig` of a `--config` JSON file; errors name the flag and the file."""
+    from keras_hbehavemae.models.config import HBehaveMAEConfig
+
+    try:
+        with open(path, encoding="utf-8") as file:
+            values = json.load(file)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"--config {path!r}: no such file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"--config {path!r}: not a readable JSON file ({error})") from None
+    return HBehaveMAEConfig.from_dict(values, where=f"--config {path!r}")
+
+
 def main(argv):
     del argv
+    from keras_hbehavemae.cli import flag_parsing
     from keras_hbehavemae.convert.checkpoint import build_from_torch_checkpoint
     from keras_hbehavemae.files.atomic import check_folder_replaceable, check_output_is_not_input
-    from keras_hbehavemae.models.config import HBehaveMAEConfig
     from keras_hbehavemae.presets.folder import is_preset_folder
 
-    config = None
-    if FLAGS.config:
-        with open(FLAGS.config) as file:
-            config = HBehaveMAEConfig.from_dict(json.load(file))
     try:
+        for flag in ("checkpoint", "output", "config"):
+            flag_parsing.path(f"--{flag}", FLAGS[flag].value)
         check_output_is_not_input(FLAGS.output, "--output", {"--checkpoint": FLAGS.checkpoint,
                                                              "--config": FLAGS.config})
         if not FLAGS.output.endswith(".weights.h5"):  # refused before the conversion
             check_folder_replaceable(FLAGS.output, is_same_kind=is_preset_folder,
                                      kind="preset folder", overwrite=FLAGS.overwrite,
                                      flag="--output")
-        model = build_from_torch_checkpoint(FLAGS.checkpoint, config,
-                                            backbone_only=FLAGS.backbone_only)
+        config = None if FLAGS.config is None else read_config_file(FLAGS.config)
+        model = build_from_torch_checkpoint(
+            FLAGS.checkpoint, config, backbone_only=FLAGS.backbone_only,
+            allow_non_finite=FLAGS.allow_non_finite_weights,
+            extra_training_args=FLAGS.extra_training_args)
         write_converted(model, FLAGS.output, FLAGS.checkpoint, FLAGS.overwrite)
     except (ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -48,6 +48,7 @@ import time
 
 from absl import flags
 
+from keras_hbehavemae.cli import flag_parsing
 from keras_hbehavemae.cli.pose_flags import define_pose_flags, embed_pose_data, embedding_defaults
 from keras_hbehavemae.cli.usage import run_command
 from keras_hbehavemae.data.layouts import DATASETS, layout
@@ -68,7 +69,8 @@ def define_flags() -> None:
                       "stride-1 windows (published); fast: centre token of every 2nd window "
                       "(published); "
                       "strided: mean over every k-th window (k = --window_stride), ~T/4× cheaper.")
-    flags.DEFINE_integer("window_stride", None, "k of --mode strided (default num_frames // 4).")
+    flags.DEFINE_integer("window_stride", None, "k of --mode strided (default num_frames // 4).",
+                         lower_bound=1)
     flags.DEFINE_bool("embedsum", None, "Mean over the H_k·W_k tokens instead of flattening them "
                       "(default: on for the mouse datasets, off otherwise, as published).")
     flags.DEFINE_bool("pca", False, "Reduce levels with D above the limit by PCA fitted on the "
@@ -76,7 +78,8 @@ def define_flags() -> None:
     flags.DEFINE_integer("pca_dim", None, "PCA limit (default: the published one, 64 Shot7M2 and "
                          "hBABEL, 128 MABe22 and synthetic; 64 for generic keypoints).",
                          lower_bound=1)
-    flags.DEFINE_integer("batch_size", 64, "Windows per backbone call (does not change results).")
+    flags.DEFINE_integer("batch_size", 64, "Windows per backbone call (does not change results).",
+                         lower_bound=1)
     flags.DEFINE_enum("jit_compile", "auto", ["auto", "true", "false"], "Compile the encoder's "
                       "predict path: auto = Keras' default (XLA under JAX, none for TensorFlow on "
                       "a CPU); true also gives TensorFlow XLA on a CPU (about 2x faster for "
@@ -175,7 +178,7 @@ def extract(backbone, sequences, output_dir: str, description: dict) -> tuple[di
 
     if FLAGS.jit_compile != "auto":
         backbone.compile(jit_compile=FLAGS.jit_compile == "true")
-    levels = None if FLAGS.levels is None else [int(level) for level in FLAGS.levels]
+    levels = None if FLAGS.levels is None else flag_parsing.integers("--levels", FLAGS.levels)
     mice = layout(FLAGS.dataset).mice
     embedsum = mice if FLAGS.embedsum is None else FLAGS.embedsum
     normalise = ArenaNormalisation() if mice else None
@@ -191,7 +194,7 @@ def extract(backbone, sequences, output_dir: str, description: dict) -> tuple[di
     if FLAGS.pca:
         limit = FLAGS.pca_dim
         if limit is None:
-            limit = layout(FLAGS.dataset).pca_limit or 64
+            limit = layout(FLAGS.dataset).pca_limit
         per_level = embeddings.apply_pca_limit(per_level, limit)
     paths = embeddings.write_submission(
         output_dir, frame_number_map, dict(zip(level_ids, per_level, strict=True)),
@@ -240,6 +243,8 @@ def main(argv):
         kind="embedding folder", overwrite=FLAGS.overwrite, flag="--output_dir")
     lines = []
     try:
+        for flag in ("preset", "path_to_data_dir", "output_dir", "control"):
+            flag_parsing.path(f"--{flag}", FLAGS[flag].value)
         check_output_is_not_input(FLAGS.output_dir, "--output_dir", {
             "--preset": FLAGS.preset, "--path_to_data_dir": FLAGS.path_to_data_dir,
             "--control": None if FLAGS.control == "initial" else FLAGS.control})

@@ -149,13 +149,12 @@ def _control_note(directory: str) -> list[str]:
 
 
 def _motion_windows(values: list[str]) -> list[int] | None:
-    if [value.lower() for value in values] == ["none"] or not values:
+    """`--motion_windows`: frame counts of at least 1, or `none` for no motion columns."""
+    from keras_hbehavemae.cli import flag_parsing
+
+    if [value.lower() for value in values] == ["none"]:
         return None
-    try:
-        return [int(value) for value in values]
-    except ValueError:
-        raise ValueError(f"--motion_windows: {values} is invalid: give frame counts, e.g. "
-                         "4,16,64, or none") from None
+    return flag_parsing.integers("--motion_windows", values, minimum=1)
 
 
 def _baseline(path):
@@ -173,24 +172,26 @@ def _baseline(path):
     return baseline.reshape(baseline.shape[0], -1).astype(np.float32)
 
 
-def _evaluation_sequences(path):
-    if not path:
-        return None
+def _evaluation_sequences(path: str) -> list[str]:
+    """The `--evaluation_sequences` file: a JSON list of sequence names."""
     try:
         with open(path, encoding="utf-8") as file:
             names = json.load(file)
-    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError
-        raise ValueError(f"--evaluation_sequences {path}: not a JSON list of sequence names "
+    except FileNotFoundError:
+        raise FileNotFoundError(f"--evaluation_sequences {path!r}: no such file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"--evaluation_sequences {path!r}: not a readable JSON file "
                          f"({error})") from None
-    if not isinstance(names, list):
-        raise ValueError(f"--evaluation_sequences {path}: holds a {type(names).__name__}, not "
-                         "a JSON list of sequence names")
+    if not isinstance(names, list) or not names:
+        raise ValueError(f"--evaluation_sequences {path!r}: expected a non-empty JSON list of "
+                         "sequence names")
     return [str(name) for name in names]
 
 
 def main(argv):
     del argv
     from keras_hbehavemae import evaluation as probes
+    from keras_hbehavemae.cli import flag_parsing
     from keras_hbehavemae.files.atomic import (
         check_folder_replaceable,
         check_output_is_not_input,
@@ -200,6 +201,14 @@ def main(argv):
     folder_rules = dict(is_same_kind=is_probe_folder, kind="probe results folder",
                         overwrite=FLAGS.overwrite, flag="--output_dir")
     try:
+        for flag in ("embeddings", "labels", "baseline_keypoints", "control_embeddings",
+                     "output_dir", "evaluation_sequences"):
+            flag_parsing.path(f"--{flag}", FLAGS[flag].value)
+        seeds = flag_parsing.integers("--seeds", FLAGS.seeds, minimum=0)
+        alphas = flag_parsing.positive_numbers("--alphas", FLAGS.alphas)
+        if FLAGS.tasks is not None and not FLAGS.tasks:
+            raise ValueError("--tasks: [] is invalid: name at least one task, or leave the flag "
+                             "out for every task of the labels file")
         recordings = probes.is_recording_folder(FLAGS.embeddings)  # hbehavemae embed --data
         if recordings:
             labels_path, baseline_path, control_path = (
@@ -230,8 +239,10 @@ def main(argv):
                 control = _aligned_levels(probes, control_path, frame_map, "control")
                 notes = _control_note(control_path)
             baseline = _baseline(baseline_path)
-        evaluation = _evaluation_sequences(FLAGS.evaluation_sequences)
-        tasks = FLAGS.tasks or list(labels.labels)
+        evaluation = None
+        if FLAGS.evaluation_sequences is not None:
+            evaluation = _evaluation_sequences(FLAGS.evaluation_sequences)
+        tasks = list(labels.labels) if FLAGS.tasks is None else FLAGS.tasks
         unknown = sorted(set(tasks) - set(labels.labels))
         if unknown:
             raise ValueError(f"unknown tasks {unknown}; the labels file has {list(labels.labels)}")
@@ -244,8 +255,8 @@ def main(argv):
             baseline=baseline,
             motion_windows=_motion_windows(FLAGS.motion_windows),
             notes=notes,
-            alphas=[float(alpha) for alpha in FLAGS.alphas],
-            seeds=[int(seed) for seed in FLAGS.seeds],
+            alphas=alphas,
+            seeds=seeds,
             split=FLAGS.split,
             folds=FLAGS.folds,
             test_fraction=FLAGS.test_fraction,

@@ -49,7 +49,7 @@ def define_flags() -> None:
     flags.DEFINE_string("output", "reconstruction.png", "PNG file to write.")
     flags.DEFINE_bool("allow_random_weights", False, "Accept a preset without trained or "
                       "converted weights: the plot then shows a random model's reconstruction.")
-    flags.DEFINE_integer("dpi", 120, "Resolution of the PNG.")
+    flags.DEFINE_integer("dpi", 120, "Resolution of the PNG.", lower_bound=1)
     flags.mark_flags_as_required(["preset", "data"])
 
 
@@ -154,41 +154,48 @@ def main(argv):
     del argv
     try:
         pyplot = import_pyplot()
+        from keras_hbehavemae.cli import flag_parsing
         from keras_hbehavemae.embeddings.reconstruction import reconstruct
         from keras_hbehavemae.evaluation.plots import save_figure
         from keras_hbehavemae.files.atomic import check_output_is_not_input
         from keras_hbehavemae.loading import load_model
 
+        for flag in ("preset", "data", "output"):
+            flag_parsing.path(f"--{flag}", FLAGS[flag].value)
+        chosen = flag_parsing.integers("--keypoints", FLAGS.keypoints, minimum=0)
         check_output_is_not_input(FLAGS.output, "--output", {"--preset": FLAGS.preset,
                                                              "--data": FLAGS.data})
         model = load_model(FLAGS.preset, kind="pretrainer", parameter="--preset",
                            allow_random_weights=FLAGS.allow_random_weights)
         rows, features = model.geometry.config.input_size[1:]
-        chosen = [int(value) for value in FLAGS.keypoints]
-        if not chosen or any(not 0 <= value < features for value in chosen):
+        if any(value >= features for value in chosen):
             raise UsageError(f"--keypoints {FLAGS.keypoints}: feature indices must lie in "
                              f"[0, {features})")
         if not 0 <= FLAGS.individual < rows:
             raise UsageError(f"--individual {FLAGS.individual}: must lie in [0, {rows})")
         window, name, arena = load_window(FLAGS.data, FLAGS.sequence, FLAGS.start,
                                           model.geometry.config.input_size, FLAGS.normalise)
-    except (ValueError, FileNotFoundError) as error:
+        norm_loss = bool(model.config_object.norm_loss)
+        try:
+            result = reconstruct(model, window[None], seed=FLAGS.mask_seed, fill=FLAGS.fill,
+                                 denormalise_with=window[None] if norm_loss else None)
+        except ValueError as error:
+            raise ValueError(f"--data {FLAGS.data!r}, sequence {name!r}, frames "
+                             f"[{FLAGS.start}, {FLAGS.start + len(window)}): {error}") from None
+        geometry = model.geometry
+        error = np.abs(result["composite"] - window[None])[result["hidden"]].mean()
+        denormalised = "; norm_loss tokens de-normalised with the true statistics"
+        title = (f"{name}, frames [{FLAGS.start}, {FLAGS.start + len(window)})"
+                 f"{' (arena-normalised)' if arena else ''}: {geometry.num_kept_units} of "
+                 f"{geometry.num_mask_units} mask units visible; mean |error| on hidden "
+                 f"elements {error:.3g}{denormalised if norm_loss else ''}")
+        figure = plot(result, window, model, chosen, FLAGS.individual, FLAGS.start, title,
+                      FLAGS.all_predictions)
+        save_figure(figure, FLAGS.output, dpi=FLAGS.dpi)
+        pyplot.close(figure)
+    except (ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    norm_loss = bool(model.config_object.norm_loss)
-    result = reconstruct(model, window[None], seed=FLAGS.mask_seed, fill=FLAGS.fill,
-                         denormalise_with=window[None] if norm_loss else None)
-    geometry = model.geometry
-    error = np.abs(result["composite"] - window[None])[result["hidden"]].mean()
-    title = (f"{name}, frames [{FLAGS.start}, {FLAGS.start + len(window)})"
-             f"{' (arena-normalised)' if arena else ''}: {geometry.num_kept_units} of "
-             f"{geometry.num_mask_units} mask units visible; mean |error| on hidden "
-             f"elements {error:.3g}"
-             f"{'; norm_loss tokens de-normalised with the true statistics' if norm_loss else ''}")
-    figure = plot(result, window, model, chosen, FLAGS.individual, FLAGS.start, title,
-                  FLAGS.all_predictions)
-    save_figure(figure, FLAGS.output, dpi=FLAGS.dpi)
-    pyplot.close(figure)
     print(f"wrote {FLAGS.output}")
     return 0
 

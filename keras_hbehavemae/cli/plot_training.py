@@ -32,7 +32,7 @@ def main(argv):
     try:
         check_output_is_not_input(FLAGS.output, "--output", {"--log": FLAGS.log})
         plot_training_curves(FLAGS.log, FLAGS.output, title=FLAGS.title)
-    except (ImportError, ValueError, FileNotFoundError) as error:
+    except (ImportError, ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(f"wrote {FLAGS.output}")

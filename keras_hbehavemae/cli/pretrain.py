@@ -130,7 +130,8 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     flags.DEFINE_float("min_lr", 0.0, "Final learning rate.", **fv)
     flags.DEFINE_float("warmup_epochs", None, "Linear warmup epochs.", **fv)
     flags.DEFINE_float("weight_decay", 0.05, "AdamW weight decay.", **fv)
-    flags.DEFINE_float("clip_grad", 0.02, "Global gradient-norm clip (0: none).", **fv)
+    flags.DEFINE_float("clip_grad", 0.02, "Global gradient-norm clip, > 0 (0: no clipping).",
+                       **fv)
     flags.DEFINE_integer("sampling_rate", 1, "Stride between frames inside a window.", **fv)
     flags.DEFINE_boolean("fill_holes", False, "MABe hole filling (mouse datasets).", **fv)
     flags.DEFINE_boolean("data_augment", None, "Arena augmentation (mouse datasets).", **fv)
@@ -275,7 +276,8 @@ def training_config(flag_values):
         batch_size=_setting(flag_values, "batch_size"), epochs=_setting(flag_values, "epochs"),
         warmup_epochs=_setting(flag_values, "warmup_epochs"), blr=_setting(flag_values, "blr"),
         lr=flag_values.lr, min_lr=flag_values.min_lr, weight_decay=flag_values.weight_decay,
-        clip_grad=flag_values.clip_grad or None, seed=flag_values.seed,
+        clip_grad=None if flag_values.clip_grad == 0 else flag_values.clip_grad,  # 0: none
+        seed=flag_values.seed,
         precision=flag_values.precision,
         distribute=None if flag_values.distribute == "none" else flag_values.distribute,
         steps_per_epoch=_setting(flag_values, "steps_per_epoch"))
@@ -288,6 +290,9 @@ def pretraining_data(flag_values, config):
         raise ValueError(f"num_frames: {flag_values.num_frames} is invalid: it must equal "
                          f"input_size[0] = {config.input_size[0]}")
     path = flag_values.path_to_data_dir
+    if path is not None and not path.strip():
+        raise ValueError("--path_to_data_dir: '' is invalid: must name a file or folder (leave "
+                         "it out for the default)")
     if flag_values.dataset == "synthetic":
         flag = "--path_to_data_dir"
         if path is None:
@@ -366,7 +371,8 @@ def run(flag_values) -> int:
             if data is None:
                 data = pretraining_data(flag_values, config)
             run_pretraining(config, data, training, flag_values.output_dir,
-                            log_dir=flag_values.log_dir or None, preset=flag_values.preset,
+                            log_dir=None if flag_values.log_dir == "" else flag_values.log_dir,
+                            preset=flag_values.preset,
                             jit_compile=jit_compile, save_initial=flag_values.save_initial,
                             allow_random_weights=flag_values.allow_random_weights)
     except TrainingInterrupted as stopped:

@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 import numpy as np
 
+from keras_hbehavemae.convert.published import config_from_checkpoint_args
 from keras_hbehavemae.files.npy import npz_names, read_npz
 from keras_hbehavemae.models.config import HBehaveMAEConfig
 
@@ -125,12 +127,15 @@ def _expected_torch_shape(entry: ParameterEntry, torch_array_shape) -> tuple:
     return tuple(torch_array_shape)
 
 
-def load_torch_state_dict(model, state_dict: Mapping[str, np.ndarray]) -> dict[str, list]:
+def load_torch_state_dict(model, state_dict: Mapping[str, np.ndarray], *,
+                          allow_non_finite: bool = False) -> dict[str, list]:
     """Loads a PyTorch-layout state dict into a backbone or pretrainer.
 
     A pretrainer load is strict: missing keys, unexpected keys and shape mismatches are
     all listed in one ValueError. A backbone load ignores (and reports) the keys that
-    belong to the pretrainer or the unused classification head.
+    belong to the pretrainer or the unused classification head. Tensors holding NaN or
+    inf (a checkpoint of a diverged run) are refused, naming them, unless
+    `allow_non_finite`, which loads them with a warning.
 
     Returns:
         `{"loaded": [...keys], "ignored": [...keys]}`.
@@ -162,12 +167,34 @@ def load_torch_state_dict(model, state_dict: Mapping[str, np.ndarray]) -> dict[s
             "checkpoint does not match the model configuration; " + "; ".join(parts)
             + ". Check that the configuration (input_size, stages, q_strides, widths, "
             "decoder) is the one the checkpoint was trained with.")
-    for key, entry in table.items():
-        array = np.asarray(state_dict[key])
+    arrays = {key: np.asarray(state_dict[key]) for key in table}
+    for key, array in arrays.items():
         if not np.issubdtype(array.dtype, np.floating):
             raise ValueError(f"{key}: dtype {array.dtype} is not a floating-point tensor")
+    _check_finite(arrays, allow_non_finite)
+    for key, entry in table.items():
+        array = arrays[key]
         entry.variable.assign(torch_to_keras_layout(array.astype("float32"), entry.layout))
     return {"loaded": list(table), "ignored": ignored}
+
+
+def _check_finite(arrays: Mapping[str, np.ndarray], allow_non_finite: bool) -> None:
+    """Refuses (or, with `allow_non_finite`, warns about) tensors holding NaN or inf."""
+    bad = {key: int(np.count_nonzero(~np.isfinite(array))) for key, array in arrays.items()
+           if not np.isfinite(array).all()}
+    if not bad:
+        return
+    shown = ", ".join(f"{key} ({count} of {arrays[key].size})"
+                      for key, count in list(bad.items())[:10])
+    more = f" and {len(bad) - 10} more" if len(bad) > 10 else ""
+    message = (f"the checkpoint holds non-finite weights (NaN or inf) in {len(bad)} of "
+               f"{len(arrays)} tensors: {shown}{more}; it comes from a diverged run")
+    if not allow_non_finite:
+        raise ValueError(message + ". Convert another checkpoint, or pass "
+                         "allow_non_finite=True (--allow_non_finite_weights) to convert it "
+                         "as it is")
+    warnings.warn(message + "; converted as it is (allow_non_finite=True): its outputs will "
+                  "not be finite", stacklevel=3)
 
 
 def export_torch_state_dict(model) -> dict[str, np.ndarray]:
@@ -238,15 +265,18 @@ def _is_npz(path: str) -> bool:
     return bool(names) and all(name.endswith(".npy") for name in names)
 
 
-def from_torch_checkpoint(path, config: HBehaveMAEConfig | None = None):
+def from_torch_checkpoint(path, config: HBehaveMAEConfig | None = None,
+                          extra_training_args: Collection[str] = ()):
     """`(config, state_dict)` from a checkpoint file, the state dict in PyTorch layout.
 
     The configuration comes from the checkpoint's `args` when present; otherwise pass
-    `config`. When both are present they must agree.
+    `config`. When both are present they must agree. Every key of `args` must be a model
+    parameter or a published training setting (`published.PUBLISHED_TRAINING_ARGS`, or one
+    of `extra_training_args`); any other raises, naming the closest valid name.
     """
     state, args, _ = read_state_dict_file(path)
     if args is not None:
-        from_args = HBehaveMAEConfig.from_dict(args, strict=False)
+        from_args = config_from_checkpoint_args(args, os.fspath(path), extra_training_args)
         if config is not None and config != from_args:
             raise ValueError(
                 f"{path}: the given config differs from the checkpoint's args:\n"
@@ -260,14 +290,23 @@ def from_torch_checkpoint(path, config: HBehaveMAEConfig | None = None):
 
 
 def build_from_torch_checkpoint(path, config: HBehaveMAEConfig | None = None,
-                                backbone_only: bool = False, seed: int | None = None):
-    """Builds a pretrainer (or backbone) from a checkpoint and loads its weights strictly."""
+                                backbone_only: bool = False, seed: int | None = None, *,
+                                allow_non_finite: bool = False,
+                                extra_training_args: Collection[str] = ()):
+    """Builds a pretrainer (or backbone) from a checkpoint and loads its weights strictly.
+
+    A checkpoint with NaN or infinite weights is refused unless `allow_non_finite` (see
+    `load_torch_state_dict`); `extra_training_args` as in `from_torch_checkpoint`.
+    """
     from keras_hbehavemae.models.backbone import HBehaveMAEBackbone
     from keras_hbehavemae.models.pretrainer import HBehaveMAE
 
-    config, state = from_torch_checkpoint(path, config)
+    config, state = from_torch_checkpoint(path, config, extra_training_args)
     backbone = HBehaveMAEBackbone(**config.encoder_kwargs())
     model = backbone if backbone_only else HBehaveMAE(
         backbone, seed=seed, **config.pretrainer_kwargs())
-    load_torch_state_dict(model, state)
+    try:
+        load_torch_state_dict(model, state, allow_non_finite=allow_non_finite)
+    except ValueError as error:
+        raise ValueError(f"{os.fspath(path)}: {error}") from None
     return model

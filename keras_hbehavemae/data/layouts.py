@@ -49,7 +49,8 @@ class DatasetLayout:
         mice: the MABe22 recipe: arena normalisation, optional augmentation and hole filling.
         sliding_window: the published stride between training windows.
         padding: "both_ends" or "end_only" (hBABEL) edge padding of training windows.
-        pca_limit: the published PCA limit of extracted embeddings (None: not published).
+        pca_limit: the PCA limit of extracted embeddings: the published one (generic
+            keypoints have none published and take 64, as Shot7M2 and hBABEL).
     """
 
     name: str
@@ -58,16 +59,16 @@ class DatasetLayout:
     mice: bool = False
     sliding_window: int = 17
     padding: str = "both_ends"
-    pca_limit: int | None = None
+    pca_limit: int = 64
 
 
 LAYOUTS = {layout.name: layout for layout in (
     DatasetLayout("synthetic", ("{split}.npy",), mice=True, pca_limit=128),
     DatasetLayout("mabe_mice", ("mouse_triplet_{split}.npy",), mice=True, pca_limit=128),
-    DatasetLayout("shot7m2", ("{split}/{split}_dictionary_poses.npy",), pca_limit=64),
+    DatasetLayout("shot7m2", ("{split}/{split}_dictionary_poses.npy",)),
     DatasetLayout("hbabel", ("babel-smplh-30fps-male/{split}_proc_realigned_procrustes.pth.tar",
                              "{split}.npy", "{split}.pkl"),
-                  held_out_split="val", sliding_window=11, padding="end_only", pca_limit=64),
+                  held_out_split="val", sliding_window=11, padding="end_only"),
     DatasetLayout("keypoints", ("{split}",)),
 )}
 DATASETS = tuple(LAYOUTS)
@@ -139,5 +140,6 @@ def read_split(dataset: str, path: str, split: str | None = None, expected_hw=No
     if dataset == "keypoints" and split is None:
         folder = os.path.join(path, spec.held_out_split)
         return read_file(dataset, folder if os.path.isdir(folder) else path, expected_hw)
-    return read_file(dataset, split_path(dataset, path, split or spec.held_out_split),
+    return read_file(dataset, split_path(dataset, path,
+                                         spec.held_out_split if split is None else split),
                      expected_hw, fill_holes)

@@ -14,6 +14,7 @@ published submission files in `submission`.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
@@ -25,6 +26,8 @@ from keras_hbehavemae.embeddings.modes import (
     fast_mode_stride_and_padding,
     window_plan,
 )
+from keras_hbehavemae.errors import invalid
+from keras_hbehavemae.models.inputs import bad_frames, bad_values_error, validated_inputs
 
 #: Default windows per backbone call.
 DEFAULT_BATCH_SIZE = 64
@@ -109,9 +112,14 @@ def encode_levels(backbone, windows, levels=None) -> list[np.ndarray]:
     return [level[:count] for level in _predict(backbone, windows, levels)]
 
 
-def _predict(backbone, windows: np.ndarray, levels) -> list[np.ndarray]:
-    """The selected level maps of `windows` through the compiled predict path, float32."""
-    outputs = backbone.predict_on_batch(windows)
+def _predict(backbone, windows: np.ndarray, levels, checked: bool = False) -> list[np.ndarray]:
+    """The selected level maps of `windows` through the compiled predict path, float32.
+
+    `checked`: the windows are slices of a sequence checked already (`_as_sequence`), so the
+    backbone does not check them again.
+    """
+    with validated_inputs(backbone) if checked else contextlib.nullcontext():
+        outputs = backbone.predict_on_batch(windows)
     if not isinstance(outputs, (list, tuple)):
         outputs = [outputs]
     return [np.asarray(outputs[level], dtype=np.float32)
@@ -133,7 +141,9 @@ def level_rows(level_map: np.ndarray, embedsum: bool = False) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- one sequence
-def _as_sequence(backbone, sequence) -> np.ndarray:
+def _as_sequence(backbone, sequence, check_values: bool = True) -> np.ndarray:
+    """`[L, H, W]` float32 of one sequence; NaN, inf or huge values are rejected, naming the
+    first bad frame (the models' policy: `keras_hbehavemae.models.inputs`)."""
     height, width = _frame_shape(backbone)
     sequence = np.asarray(sequence, dtype=np.float32)
     if sequence.ndim == 2 and sequence.shape[1] == height * width:
@@ -144,12 +154,26 @@ def _as_sequence(backbone, sequence) -> np.ndarray:
             f"model, got shape {sequence.shape}")
     if sequence.shape[0] < 1:
         raise ValueError("sequence: it has no frames")
-    if not np.isfinite(sequence).all():
-        bad = int(np.count_nonzero(~np.isfinite(sequence).all(axis=(1, 2))))
-        raise ValueError(
-            f"sequence: {bad} frame(s) hold NaN or inf; fill untracked values first "
-            "(e.g. read_keypoint_arrays(..., fill='interpolate'))")
+    error = bad_values_error(sequence[None], "sequence", ["the sequence"]) if check_values \
+        else None
+    if error is not None:
+        raise error
     return sequence
+
+
+def _check_sequences(names: list[str], arrays: list) -> None:
+    """Every sequence's values, before any is embedded: the first bad sequence is named with
+    its index, first bad frame and count, and how many sequences are bad in all."""
+    first, bad = None, 0
+    for index, (name, array) in enumerate(zip(names, arrays, strict=True)):
+        if np.ndim(array) == 0 or not bad_frames(np.asarray(array)[None]).any():
+            continue
+        bad += 1
+        if first is None:
+            first = bad_values_error(np.asarray(array, np.float32)[None], "sequences",
+                                     [f"sequence {name!r} (index {index})"])
+    if first is not None:
+        raise ValueError(f"{first} ({bad} of {len(arrays)} sequences hold such values)")
 
 
 def _padded_size(count: int) -> int:
@@ -173,7 +197,7 @@ def _stream_levels(backbone, sequence, plan: WindowPlan, levels, batch_size, nor
         windows = sequence[indices]  # [rows, T, H, W], edge padding by clipping
         if normalise is not None:
             windows = np.asarray(normalise(windows), dtype=np.float32)
-        maps = _predict(backbone, windows, levels)
+        maps = _predict(backbone, windows, levels, checked=normalise is None)
         yield first, [level_map[:count] for level_map in maps]
 
 
@@ -224,13 +248,19 @@ def embed_sequence(
         One float32 array `[L, D_k]` per requested level, D_k = H_k·W_k·out_k
         (flatten) or out_k (embedsum).
     """
+    return _embed_sequence(backbone, _as_sequence(backbone, sequence), levels, mode, embedsum,
+                           batch_size, normalise, window_stride, on_batch)
+
+
+def _embed_sequence(backbone, sequence: np.ndarray, levels, mode, embedsum, batch_size,
+                    normalise, window_stride, on_batch=None) -> list[np.ndarray]:
+    """`embed_sequence` of a sequence `_as_sequence` has checked."""
     check_mode(mode)
     if window_stride is not None and mode != "strided":
         raise ValueError(f"window_stride applies to mode='strided' only, not {mode!r}")
-    if int(batch_size) != batch_size or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
+        raise invalid("batch_size", batch_size, "must be a positive integer")
     batch_size = int(batch_size)
-    sequence = _as_sequence(backbone, sequence)
     levels = _resolve_levels(backbone, levels)
     geometry = backbone.geometry
     num_frames, length = _num_frames(backbone), sequence.shape[0]
@@ -318,6 +348,7 @@ def embed_sequences(
         raise ValueError("sequences: nothing to embed")
     if len(set(names)) != len(names):
         raise ValueError("sequences: names must be unique")
+    _check_sequences(names, arrays)
     levels = _resolve_levels(backbone, levels)
     frame_number_map, start = {}, 0
     for name, array in zip(names, arrays, strict=True):
@@ -332,8 +363,8 @@ def embed_sequences(
         progress = keras.utils.Progbar(len(arrays), unit_name="sequence")
     for index, (name, array) in enumerate(zip(names, arrays, strict=True)):
         try:
-            embeddings = embed_sequence(backbone, array, levels, mode, embedsum, batch_size,
-                                        normalise, window_stride)
+            embeddings = _embed_sequence(backbone, _as_sequence(backbone, array, False), levels,
+                                         mode, embedsum, batch_size, normalise, window_stride)
         except ValueError as error:
             raise ValueError(f"sequence {name!r}: {error}") from None
         begin, end = frame_number_map[name]

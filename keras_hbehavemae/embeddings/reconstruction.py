@@ -37,8 +37,10 @@ import os
 import numpy as np
 from keras import ops
 
+from keras_hbehavemae.errors import invalid
 from keras_hbehavemae.loading import load_model
 from keras_hbehavemae.models.geometry import Geometry
+from keras_hbehavemae.models.inputs import check_keypoint_values, validated_inputs
 from keras_hbehavemae.models.losses import NORM_LOSS_EPSILON, time_strided_targets, unpatchify
 from keras_hbehavemae.models.masking import check_unit_mask, random_unit_mask
 
@@ -130,8 +132,9 @@ def _pretrainer(model, allow_random_weights: bool):
     return model
 
 
-def _standardize(model, keypoints):
-    """`(keypoints [B, T, H, W] float32 numpy, input shape)`; ValueError on a bad shape."""
+def _standardize(model, keypoints, check_values: bool = True):
+    """`(keypoints [B, T, H, W] float32 numpy, input shape)`; ValueError on a bad shape and,
+    with `check_values`, on NaN, inf or huge values (naming the sample and frame)."""
     if not hasattr(model, "geometry") or not hasattr(model, "decoder"):
         raise ValueError(
             f"model: expected an HBehaveMAE pretrainer (with a decoder), got "
@@ -141,7 +144,7 @@ def _standardize(model, keypoints):
     if array.dtype.kind != "f":
         raise ValueError(
             f"keypoints: dtype {array.dtype} is not supported; expected floating point")
-    standardized = model.backbone.standardize_keypoints(array.astype("float32"))
+    standardized = model.backbone.standardize_keypoints(array.astype("float32"), check_values)
     return np.asarray(to_numpy(standardized)), input_shape
 
 
@@ -174,11 +177,20 @@ def predict_tokens(model, keypoints, mask, batch_size: int | None = None) -> np.
     backend (JAX's eager mode would compile op by op).
     """
     inputs = {"keypoints": np.asarray(keypoints, "float32"), "mask": np.asarray(mask, bool)}
+    if batch_size is not None and (isinstance(batch_size, bool) or int(batch_size) != batch_size
+                                   or batch_size < 1):
+        raise invalid("batch_size", batch_size, "must be a positive integer or None")
     if batch_size is None or batch_size >= len(inputs["keypoints"]):
         outputs = model.predict_on_batch(inputs)
     else:
-        outputs = model.predict(inputs, batch_size=batch_size, verbose=0)
+        outputs = model.predict(inputs, batch_size=int(batch_size), verbose=0)
     return np.asarray(to_numpy(outputs["pred"]), "float32")
+
+
+def _predict_checked(model, keypoints, mask, batch_size) -> np.ndarray:
+    """`predict_tokens` of inputs this module has checked (the model does not check again)."""
+    with validated_inputs(model):
+        return predict_tokens(model, keypoints, mask, batch_size)
 
 
 def reconstruct(model, keypoints, mask=None, *, fill: str = "hold", denormalise_with=None,
@@ -231,10 +243,11 @@ def reconstruct(model, keypoints, mask=None, *, fill: str = "hold", denormalise_
         - `normalised`: True when the values are per-token normalised units.
 
     Raises:
-        ValueError: keypoints of the wrong shape or dtype, a mask of the wrong shape or
-            with a kept count other than K in some row, an unknown `fill`,
-            `denormalise_with` on a model without `norm_loss` or of another shape, or a
-            preset of random weights without `allow_random_weights`.
+        ValueError: keypoints of the wrong shape or dtype, or holding NaN, inf or huge
+            values (naming the sample and frame); a mask of the wrong shape or with a kept
+            count other than K in some row; an unknown `fill`; `denormalise_with` on a
+            model without `norm_loss`, of another shape or with such values; or a preset of
+            random weights without `allow_random_weights`.
     """
     if fill not in FILL_MODES:
         raise ValueError(f"fill: {fill!r} is not one of {FILL_MODES}")
@@ -248,14 +261,15 @@ def reconstruct(model, keypoints, mask=None, *, fill: str = "hold", denormalise_
             raise ValueError(
                 "denormalise_with: this model was trained without norm_loss; its predictions "
                 "are already in keypoint units")
-        truth, truth_shape = _standardize(model, denormalise_with)
+        truth, truth_shape = _standardize(model, denormalise_with, check_values=False)
+        check_keypoint_values(truth, "denormalise_with")
         if truth.shape != keypoints.shape:
             raise ValueError(
                 f"denormalise_with: shape {truth_shape} does not match keypoints "
                 f"{input_shape}")
         statistics = token_statistics(truth, geometry)
     mask = _unit_mask(model, mask, len(keypoints), seed)
-    pred = predict_tokens(model, keypoints, mask, batch_size)
+    pred = _predict_checked(model, keypoints, mask, batch_size)
     tokens = pred if statistics is None else pred * statistics[1] + statistics[0]
     patch_t = geometry.config.patch_kernel[0]
     strided = np.asarray(to_numpy(unpatchify(tokens, geometry)), "float32")
@@ -337,7 +351,8 @@ def impute(model, keypoints, bad_frames, *, fill: str = "linear", seed: int = 0,
             normalised predictions of hidden tokens cannot be mapped back to keypoint
             units), or a preset or `.keras` file holding one (as in `reconstruct`).
         keypoints: `[B, T, H, W]` (or `[B, T, H·W]`) keypoints, preprocessed as in
-            training. The values of bad frames are ignored (they are hidden).
+            training. The values of bad frames are ignored (they are hidden): NaN is fine
+            there. Elsewhere NaN, inf and huge values are rejected.
         bad_frames: `[B, T]` bool, True for a badly tracked frame.
         fill: `"hold"` or `"linear"` (see `fill_strided_frames`).
         seed: seed of the extra hidden units.
@@ -351,13 +366,13 @@ def impute(model, keypoints, bad_frames, *, fill: str = "linear", seed: int = 0,
         input layout) and `bad_frames`.
 
     Raises:
-        ValueError: wrong shapes, too many bad frames for the mask ratio, or a `norm_loss`
-            model.
+        ValueError: wrong shapes, NaN, inf or huge values outside the bad frames, too many
+            bad frames for the mask ratio, or a `norm_loss` model.
     """
     if fill not in FILL_MODES:
         raise ValueError(f"fill: {fill!r} is not one of {FILL_MODES}")
     model = _pretrainer(model, allow_random_weights)
-    keypoints, input_shape = _standardize(model, keypoints)
+    keypoints, input_shape = _standardize(model, keypoints, check_values=False)
     if model.config_object.norm_loss:
         raise ValueError(
             "model: impute needs a pretrainer trained without norm_loss; with norm_loss the "
@@ -372,8 +387,12 @@ def impute(model, keypoints, bad_frames, *, fill: str = "linear", seed: int = 0,
             f"{(len(keypoints), frames)}")
     if bad_frames.dtype.kind != "b":
         raise ValueError(f"bad_frames: dtype {bad_frames.dtype} is invalid; expected bool")
+    # The values of bad frames are hidden from the model and replaced: any value is accepted
+    # there (NaN for untracked), and 0 stands in for it. Elsewhere they must be valid.
+    keypoints = np.where(bad_frames[:, :, None, None], np.float32(0), keypoints)
+    check_keypoint_values(keypoints, "keypoints outside bad_frames")
     mask = imputation_mask(bad_frames, geometry, seed)
-    pred = predict_tokens(model, keypoints, mask, batch_size)
+    pred = _predict_checked(model, keypoints, mask, batch_size)
     patch_t = geometry.config.patch_kernel[0]
     predicted = np.asarray(to_numpy(unpatchify(pred, geometry)), "float32")
     hidden = hidden_element_mask(mask, geometry)

@@ -15,9 +15,9 @@
 | `plots` | the probe heat map and training curves (matplotlib) |
 """
 
-from keras_hbehavemae.evaluation.frame_labels import load_labels, read_labels_csv
 from keras_hbehavemae.evaluation.baselines import DEFAULT_MOTION_WINDOWS, motion_features
 from keras_hbehavemae.evaluation.comparison import PairedComparison, compare
+from keras_hbehavemae.evaluation.frame_labels import load_labels, read_labels_csv
 from keras_hbehavemae.evaluation.labels import (
     LabelsFile,
     align_frames,
@@ -27,6 +27,11 @@ from keras_hbehavemae.evaluation.labels import (
 )
 from keras_hbehavemae.evaluation.metrics import f1_binary, f1_macro, mean_squared_error
 from keras_hbehavemae.evaluation.protocol import ProbeResult, chance_score, probe_embeddings
+from keras_hbehavemae.evaluation.recording_folder import (
+    is_recording_folder,
+    load_recording_folder,
+    recording_probe_inputs,
+)
 from keras_hbehavemae.evaluation.ridge import RidgeClassifier, RidgeRegression, ridge_path
 from keras_hbehavemae.evaluation.splits import (
     frame_sequence_index,
@@ -34,12 +39,6 @@ from keras_hbehavemae.evaluation.splits import (
     make_splits,
     split_sequences,
 )
-from keras_hbehavemae.evaluation.recording_folder import (
-    is_recording_folder,
-    load_recording_folder,
-    recording_probe_inputs,
-)
-from keras_hbehavemae.evaluation.ridge import RidgeClassifier, RidgeRegression, ridge_path
 from keras_hbehavemae.evaluation.table import (
     ProbeTable,
     probe_table,

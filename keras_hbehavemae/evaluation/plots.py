@@ -137,15 +137,24 @@ def read_training_log(log_path: str | os.PathLike[str]) -> dict[str, np.ndarray]
         if not existing:
             raise FileNotFoundError(f"{path}: no metrics.jsonl or *.csv training log")
         path = existing[0]
-    with open(path, encoding="utf-8") as file:
-        text = file.read()
+    try:
+        with open(path, encoding="utf-8") as file:
+            text = file.read()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such training log") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not a text file; expected a CSV or JSON training log"
+                         ) from None
     stripped = text.lstrip()
-    if stripped.startswith("["):
-        records = json.loads(stripped)
-    elif stripped.startswith("{"):
-        records = [json.loads(line) for line in text.splitlines() if line.strip()]
-    else:
-        records = list(csv.DictReader(text.splitlines()))
+    try:
+        if stripped.startswith("["):
+            records = json.loads(stripped)
+        elif stripped.startswith("{"):
+            records = [json.loads(line) for line in text.splitlines() if line.strip()]
+        else:
+            records = list(csv.DictReader(text.splitlines()))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: not valid JSON ({error})") from None
     if not records or not all(isinstance(record, dict) for record in records):
         raise ValueError(f"{path}: expected CSV rows or JSON dicts, found none")
     names = list(dict.fromkeys(name for record in records for name in record))

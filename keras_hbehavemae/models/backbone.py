@@ -22,7 +22,9 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_hbehavemae.models.config import HBehaveMAEConfig
+from keras_hbehavemae.errors import check_known_keys, invalid
+from keras_hbehavemae.models import inputs as keypoint_inputs
+from keras_hbehavemae.models.config import ENCODER_FIELDS, KERAS_KEYWORDS, HBehaveMAEConfig
 from keras_hbehavemae.models.geometry import Geometry, compute_geometry
 from keras_hbehavemae.models.layers import (
     HieraBlock,
@@ -43,6 +45,26 @@ class EncoderLayers(typing.NamedTuple):
     blocks: list
     rerolls: list  # unmasked: reroll + undo_windowing, one per level
     projections: list
+
+
+def checked_dtype(dtype):
+    """`dtype` as given when it is None or a floating-point Keras dtype policy.
+
+    Raises:
+        ValueError: naming `dtype`, before Keras fails on it (an integer policy failed deep
+            inside the first weight initialiser).
+    """
+    if dtype is None:
+        return None
+    try:
+        policy = keras.dtype_policies.get(dtype)
+    except (ValueError, TypeError) as error:
+        raise invalid("dtype", dtype, f"must be a Keras dtype policy such as 'float32' or "
+                      f"'mixed_bfloat16' ({error})") from None
+    if "float" not in policy.compute_dtype or "float" not in policy.variable_dtype:
+        raise invalid("dtype", dtype, "must be a floating-point policy such as 'float32' or "
+                      "'mixed_bfloat16'")
+    return dtype
 
 
 def select_kept_units(tokens, keep_unit_ids, geometry: Geometry):
@@ -101,16 +123,21 @@ class HBehaveMAEBackbone(keras.Model):
 
     Returns the list of unmasked level maps `[B, T_k, H_k, W_k, out_k]` (rerolled,
     projected, no LayerNorm), in natural grid order. Deterministic: no masking and no
-    randomness. Input `[B, T, H·W]` is accepted too and reshaped.
+    randomness. Input `[B, T, H·W]` is accepted too and reshaped. NaN, inf and huge
+    keypoints are rejected (see `keras_hbehavemae.models.inputs`).
 
-    Args: the encoder parameters of `HBehaveMAEConfig`, plus `dtype`
-        (a Keras dtype policy such as "mixed_bfloat16").
+    Args: the encoder parameters of `HBehaveMAEConfig`, plus `dtype` (a Keras dtype policy
+        such as "mixed_bfloat16") and Keras's `name` and `trainable`. Any other keyword
+        raises a ValueError naming the closest parameter.
     """
 
     def __init__(self, input_size, patch_kernel, stages, q_strides, out_embed_dims,
                  init_embed_dim, init_num_heads=2, mask_unit_attn=None, dim_mul=2.0,
                  head_mul=2.0, mlp_ratio=4.0, layer_norm_eps=1e-6, sep_pos_embed=True,
                  non_hierarchical=False, drop_path_rate=0.0, dtype=None, **kwargs):
+        check_known_keys(type(self).__name__, kwargs,
+                         (*ENCODER_FIELDS, "dtype", *KERAS_KEYWORDS))
+        dtype = checked_dtype(dtype)
         config = HBehaveMAEConfig(
             input_size=input_size, patch_kernel=patch_kernel, stages=stages,
             q_strides=q_strides, out_embed_dims=out_embed_dims, init_embed_dim=init_embed_dim,
@@ -173,40 +200,41 @@ class HBehaveMAEBackbone(keras.Model):
 
     def encode(self, keypoints, keep_unit_ids=None, training=None, block_outputs=None):
         """Runs the encoder, masked when `keep_unit_ids` `[B, K]` is given (see `run_encoder`)."""
-        keypoints = self.standardize_keypoints(keypoints)
+        if not keypoint_inputs.inputs_validated(self):
+            keypoints = self.standardize_keypoints(keypoints)
         return run_encoder(self.encoder_layers(), self.geometry, keypoints, keep_unit_ids,
                            training, block_outputs)
 
-    def standardize_keypoints(self, keypoints):
-        """Checks shape and dtype; reshapes `[B, T, H·W]` to `[B, T, H, W]`."""
-        frames, rows, features = self.config_object.input_size
-        dtype = getattr(keypoints, "dtype", None)
-        if dtype is None:
-            keypoints = np.asarray(keypoints)
-            dtype = keypoints.dtype
-        try:
-            dtype_name = keras.backend.standardize_dtype(dtype)
-        except ValueError:  # numpy strings and objects have no Keras dtype name
-            dtype_name = str(dtype)
-        if "float" not in dtype_name:
-            raise ValueError(
-                f"keypoints: dtype {dtype_name} is not supported; the model takes floating-point "
-                "keypoints (convert with x.astype('float32'))")
-        shape = tuple(keypoints.shape)
-        if len(shape) == 3 and tuple(shape[1:]) == (frames, rows * features):
-            keypoints = ops.reshape(keypoints, (-1, frames, rows, features))  # [B, T, H, W]
-        elif len(shape) != 4 or tuple(shape[1:]) != (frames, rows, features):
-            raise ValueError(
-                f"keypoints: shape {shape} does not fit this model; expected [batch, "
-                f"{frames}, {rows}, {features}] (or [batch, {frames}, {rows * features}]) "
-                "for input_size "
-                f"{self.config_object.input_size}; window your sequences to {frames} frames")
-        if shape[0] == 0:
-            raise ValueError("keypoints: the batch is empty (batch size 0)")
-        return keypoints
+    def standardize_keypoints(self, keypoints, check_values: bool = True):
+        """The one check of keypoints at each public entry point (`models.inputs`).
+
+        Checks dtype and shape, reshapes `[B, T, H·W]` to `[B, T, H, W]`, and with
+        `check_values` rejects NaN, inf and huge values wherever they are known.
+        """
+        return keypoint_inputs.standardize_keypoints(keypoints, self.config_object.input_size,
+                                                     check_values)
 
     def __call__(self, inputs, *args, **kwargs):
-        return super().__call__(self.standardize_keypoints(inputs), *args, **kwargs)
+        if not keypoint_inputs.inputs_validated(self):
+            inputs = self.standardize_keypoints(inputs)
+        return super().__call__(inputs, *args, **kwargs)
+
+    def predict(self, x, *args, **kwargs):
+        """`keras.Model.predict`; arrays are checked once, here, before tracing."""
+        if keypoint_inputs.inputs_validated(self):  # an entry point that checked x calls
+            return super().predict(x, *args, **kwargs)
+        checked = keypoint_inputs.is_array_input(x)
+        x = self.standardize_keypoints(x) if checked else x
+        with keypoint_inputs.validated_inputs(self, checked):
+            return super().predict(x, *args, **kwargs)
+
+    def predict_on_batch(self, x):
+        """`keras.Model.predict_on_batch`, with the keypoints checked once, here."""
+        if keypoint_inputs.inputs_validated(self):
+            return super().predict_on_batch(x)
+        x = self.standardize_keypoints(x)
+        with keypoint_inputs.validated_inputs(self):
+            return super().predict_on_batch(x)
 
     # ------------------------------------------------------------------ presets
 
@@ -241,6 +269,8 @@ class HBehaveMAEBackbone(keras.Model):
     @classmethod
     def from_config(cls, config):
         config = dict(config)
+        # Before the call: a misspelled required parameter would be a TypeError there.
+        check_known_keys(cls.__name__, config, (*ENCODER_FIELDS, "dtype", *KERAS_KEYWORDS))
         if isinstance(config.get("dtype"), dict):
             config["dtype"] = keras.saving.deserialize_keras_object(config["dtype"])
         return cls(**config)

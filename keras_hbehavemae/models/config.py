@@ -17,13 +17,17 @@ from __future__ import annotations
 import dataclasses
 import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
-from keras_hbehavemae.errors import invalid
+from keras_hbehavemae.errors import check_known_keys, invalid
 from keras_hbehavemae.models.decoding import STRATEGIES
 from keras_hbehavemae.models.geometry import Triple, compute_geometry
-from keras_hbehavemae.presets.registry import preset_parameters, published_parameters
+from keras_hbehavemae.presets.registry import (
+    preset_parameter_files,
+    published_parameters,
+    resolve_preset,
+)
 
 DECODING_STRATEGIES = tuple(STRATEGIES)
 
@@ -53,8 +57,10 @@ PRETRAINER_FIELDS = (
     "norm_loss",
     "mask_ratio",
 )
-
-
+#: Every parameter of the model (the fields of `HBehaveMAEConfig`).
+PARAMETER_NAMES = ENCODER_FIELDS + PRETRAINER_FIELDS
+#: Keras's own keywords the model constructors accept besides the parameters and `dtype`.
+KERAS_KEYWORDS = ("name", "trainable")
 
 
 def parse_bool(value: Any, parameter: str = "value") -> bool:
@@ -275,13 +281,20 @@ class HBehaveMAEConfig:
         compute_geometry(self)
 
     def validate_for_training(self) -> None:
-        """Validation rule 9: 1 <= K < U for the configured mask ratio."""
+        """Validation rule 9 (docs/model.md), what the pretrainer needs besides the encoder:
+        1 <= K < U for the configured mask ratio, and a decoder MLP of at least one unit."""
         geometry = compute_geometry(self)
         kept = geometry.num_kept_units
         if not 1 <= kept < geometry.num_mask_units:
             raise invalid("mask_ratio", self.mask_ratio,
                   f"keeps K = int(U·(1 − mask_ratio)) = {kept} of U = "
                   f"{geometry.num_mask_units} mask units; training needs 1 <= K < U")
+        hidden = int(self.decoder_embed_dim * self.mlp_ratio)
+        if self.decoder_depth > 0 and hidden < 1:
+            raise invalid("mlp_ratio", self.mlp_ratio,
+                  f"gives the decoder blocks (width decoder_embed_dim = "
+                  f"{self.decoder_embed_dim}) an MLP hidden width int({self.decoder_embed_dim} "
+                  f"· {self.mlp_ratio}) = {hidden}; it must be at least 1")
 
     # ------------------------------------------------------------------ conversion
 
@@ -308,21 +321,25 @@ class HBehaveMAEConfig:
         return dataclasses.replace(self, **changes)
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any], *, strict: bool = True) -> HBehaveMAEConfig:
-        """Builds a config from a dict such as the published checkpoint `args`.
+    def from_dict(cls, values: Mapping[str, Any], *, known_extra_keys: Collection[str] = (),
+                  where: str = "HBehaveMAEConfig") -> HBehaveMAEConfig:
+        """Builds a config from parameter names → values, in any published spelling.
+
+        Strict: a key that is neither a parameter nor one of `known_extra_keys` raises,
+        naming the closest parameter (a misspelled `init_num_head` is never dropped).
 
         Args:
-            values: parameter names to values, in any published spelling.
-            strict: raise on unknown keys; with False they are ignored (checkpoint
-                `args` hold many training-only settings).
+            values: parameter names to values.
+            known_extra_keys: keys that may be present and are not parameters, e.g. the
+                published training-only settings of a checkpoint's `args`
+                (`convert.checkpoint.PUBLISHED_TRAINING_ARGS`). Among them, `num_frames`
+                (the published window length) must equal `input_size[0]`.
+            where: what holds `values` (a file, "checkpoint args", ...), for messages.
         """
-        names = {field.name for field in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - names)
-        if strict and unknown:
-            raise ValueError(
-                f"unknown configuration parameters {unknown}; known parameters: {sorted(names)}"
-            )
-        kwargs = {name: value for name, value in values.items() if name in names}
+        if not isinstance(values, Mapping):
+            raise invalid(where, values, "expected a mapping of parameter names to values")
+        check_known_keys(where, values, (*PARAMETER_NAMES, *known_extra_keys))
+        kwargs = {name: value for name, value in values.items() if name in PARAMETER_NAMES}
         num_frames = values.get("num_frames")
         if num_frames is not None and "input_size" in kwargs:
             frames = parse_triple(kwargs["input_size"], "input_size")[0]
@@ -331,13 +348,22 @@ class HBehaveMAEConfig:
         missing = [field.name for field in dataclasses.fields(cls)
                    if field.name not in kwargs and field.default is dataclasses.MISSING]
         if missing:
-            raise ValueError(f"missing required configuration parameters {missing}")
+            raise ValueError(f"{where}: missing required configuration parameters {missing}")
         return cls(**kwargs)
 
     @classmethod
     def from_preset(cls, preset) -> HBehaveMAEConfig:
-        """The configuration of a preset (a built-in name or a folder)."""
-        return cls.from_dict(preset_parameters(preset))
+        """The configuration of a preset (a built-in name or a folder).
+
+        Raises:
+            ValueError: a key of `config.json` or `task.json` that is no parameter (naming
+                the file, the key and the closest parameter), or an invalid configuration.
+        """
+        values = {}
+        for path, parameters in preset_parameter_files(preset):
+            check_known_keys(str(path), parameters, PARAMETER_NAMES)
+            values.update(parameters)
+        return cls.from_dict(values, where=f"preset {str(resolve_preset(preset))!r}")
 
 
 def published_configuration(name: str) -> HBehaveMAEConfig:

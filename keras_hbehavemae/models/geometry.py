@@ -260,11 +260,30 @@ def compute_geometry(config: HBehaveMAEConfig) -> Geometry:
                 f"(axis {AXES[axis]}: {token_grid[axis]} % {mask_unit[axis]} != 0)"
             )
     for stage, (width, count) in enumerate(zip(widths, heads, strict=True)):
-        if width < 1 or count < 1 or width % count:
+        if width < 1:  # stage 0 is init_embed_dim >= 1, so a later stage: dim_mul shrank it
+            raise ValueError(
+                f"dim_mul: {config.dim_mul} shrinks stage {stage} to width {width} "
+                f"(int({widths[stage - 1]} · {config.dim_mul})); every stage width "
+                f"int(previous width · dim_mul) must be at least 1 (widths {widths})")
+        if count < 1:
+            raise ValueError(
+                f"head_mul: {config.head_mul} leaves stage {stage} {count} heads "
+                f"(int({heads[stage - 1]} · {config.head_mul})); every stage head count "
+                f"int(previous heads · head_mul) must be at least 1 (heads {heads})")
+        if width % count:
+            derived = "" if stage == 0 else (
+                f" (width int({widths[stage - 1]} · dim_mul {config.dim_mul}), heads "
+                f"int({heads[stage - 1]} · head_mul {config.head_mul}))")
             raise ValueError(
                 f"init_num_heads/head_mul: stage {stage} width {width} must be divisible by its "
-                f"head count {count} (widths {widths}, heads {heads})"
+                f"head count {count}{derived} (widths {widths}, heads {heads})"
             )
+        hidden = int(width * config.mlp_ratio)
+        if hidden < 1:
+            raise ValueError(
+                f"mlp_ratio: {config.mlp_ratio} gives the blocks of stage {stage} (width "
+                f"{width}) an MLP hidden width int({width} · {config.mlp_ratio}) = {hidden}; "
+                f"it must be at least 1 (mlp_ratio >= 1/{width})")
     for j in range(1, num_stages):
         pools = j - 1 < num_pooling and math.prod(q_strides[j - 1]) > 1
         if pools and widths[j] == widths[j - 1]:

@@ -16,17 +16,21 @@ Example:
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import ops
 
+from keras_hbehavemae.errors import check_known_keys, invalid
 from keras_hbehavemae.models import decoding
-from keras_hbehavemae.models.backbone import HBehaveMAEBackbone
-from keras_hbehavemae.models.config import HBehaveMAEConfig
+from keras_hbehavemae.models import inputs as keypoint_inputs
+from keras_hbehavemae.models.backbone import HBehaveMAEBackbone, checked_dtype, run_encoder
+from keras_hbehavemae.models.config import KERAS_KEYWORDS, PRETRAINER_FIELDS, HBehaveMAEConfig
 from keras_hbehavemae.models.geometry import compute_geometry
 from keras_hbehavemae.models.layers import MAEDecoder, MultiScaleFusionHead
 from keras_hbehavemae.models.losses import masked_reconstruction_loss, time_strided_targets
 from keras_hbehavemae.models.masking import check_unit_mask, kept_unit_ids, random_unit_mask
-from keras_hbehavemae.models.train_steps import PretrainingSteps
+from keras_hbehavemae.models.train_steps import PretrainingSteps, StepMean
 from keras_hbehavemae.presets import folder as preset_folder
+from keras_hbehavemae.presets.registry import serialized_config
 
 
 @keras.saving.register_keras_serializable(package="keras_hbehavemae")
@@ -37,7 +41,11 @@ class HBehaveMAE(PretrainingSteps, keras.Model):
     kept). Without `mask`, K = int(U·(1 − mask_ratio)) units per sample are kept at random
     with the model's `keras.random.SeedGenerator`. `model.fit` on batches of keypoints
     `[B, T, H, W]` (no targets: they are computed from the keypoints) trains it with its
-    own `train_step`, which logs `loss`, `grad_norm` (before clipping) and `learning_rate`.
+    own `train_step`, which logs `loss`, `grad_norm` (before clipping), `skipped_steps` and
+    `learning_rate`. NaN, inf and huge keypoints are rejected wherever their values are
+    known; a compiled step on such a batch is skipped and counted in `skipped_steps` (see
+    `keras_hbehavemae.models.inputs`). Any keyword other than the arguments below and
+    Keras's `name`, `trainable` and `dtype` raises a ValueError naming the closest one.
 
     Args:
         backbone: the `HBehaveMAEBackbone` (its weights are shared, not copied).
@@ -55,7 +63,12 @@ class HBehaveMAE(PretrainingSteps, keras.Model):
                  decoder_depth: int = 1, decoder_num_heads: int = 1,
                  decoding_strategy: str = "multi", norm_loss: bool = False,
                  mask_ratio: float = 0.75, seed: int | None = None, dtype=None, **kwargs):
-        super().__init__(dtype=dtype or backbone.dtype_policy, **kwargs)
+        check_known_keys(type(self).__name__, kwargs, (
+            *PRETRAINER_FIELDS, "backbone", "seed", "dtype", *KERAS_KEYWORDS))
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise invalid("seed", seed, "must be an integer or None")
+        dtype = checked_dtype(dtype)
+        super().__init__(dtype=backbone.dtype_policy if dtype is None else dtype, **kwargs)
         config = HBehaveMAEConfig(
             **backbone.config_object.encoder_kwargs(), decoder_embed_dim=decoder_embed_dim,
             decoder_depth=decoder_depth, decoder_num_heads=decoder_num_heads,
@@ -86,8 +99,9 @@ class HBehaveMAE(PretrainingSteps, keras.Model):
             geometry.num_mask_units, config.decoder_embed_dim, config.decoder_depth,
             config.decoder_num_heads, geometry.pred_stride, config.mlp_ratio,
             config.layer_norm_eps, dtype=policy, name="decoder")
-        self.loss_tracker = keras.metrics.Mean(name="loss")
-        self.grad_norm_tracker = keras.metrics.Mean(name="grad_norm")
+        self.loss_tracker = StepMean(name="loss")
+        self.grad_norm_tracker = StepMean(name="grad_norm")
+        self.skipped_steps_tracker = keras.metrics.Sum(name="skipped_steps")
         self._build_heads()
 
     def _build_heads(self):
@@ -101,9 +115,27 @@ class HBehaveMAE(PretrainingSteps, keras.Model):
 
     @property
     def metrics(self):
-        return [self.loss_tracker, self.grad_norm_tracker]
+        return [self.loss_tracker, self.grad_norm_tracker, self.skipped_steps_tracker]
 
-    # ------------------------------------------------------------------ forward pass
+    # ------------------------------------------------------------------ inputs
+
+    def standardize_inputs(self, inputs, unit_mask=None, check_values: bool = True):
+        """The one check of an entry point's inputs: `(keypoints [B, T, H, W], mask or None)`.
+
+        `inputs` is keypoints or a dict `{"keypoints", "mask"}`; the keypoints are checked by
+        `HBehaveMAEBackbone.standardize_keypoints` (with `check_values`, NaN, inf and huge
+        values are rejected wherever they are known), an explicit mask by `check_unit_mask`
+        against the geometry and the keypoints' batch.
+        """
+        keypoints, mask = self._unpack(inputs, unit_mask)
+        keypoints = self.backbone.standardize_keypoints(keypoints, check_values)
+        if mask is not None:
+            checked = check_unit_mask(mask, self.geometry.num_mask_units,
+                                      self.geometry.num_kept_units,
+                                      batch_size=keypoints.shape[0])
+            mask = np.asarray(mask).astype(bool) if isinstance(mask, np.ndarray | list) \
+                else checked
+        return keypoints, mask
 
     def _unpack(self, inputs, mask):
         if isinstance(inputs, dict):
@@ -113,31 +145,75 @@ class HBehaveMAE(PretrainingSteps, keras.Model):
                     f"inputs: a dict must hold 'keypoints' and optionally 'mask'; got keys "
                     f"{sorted(inputs)}")
             inputs, mask = inputs["keypoints"], inputs.get("mask", mask)
-        return self.backbone.standardize_keypoints(inputs), mask
+        return inputs, mask
 
-    def _checked_mask(self, keypoints, mask):
-        """An explicit unit mask checked against the geometry and the keypoints' batch."""
-        return check_unit_mask(mask, self.geometry.num_mask_units, self.geometry.num_kept_units,
-                               batch_size=keypoints.shape[0])
+    def _checked_entry(self, x):
+        """`x` of `predict`/`fit`/`evaluate` checked once (arrays only) and standardized."""
+        keypoints, mask = self.standardize_inputs(x)
+        return keypoints if mask is None else {"keypoints": keypoints, "mask": mask}
+
+    def __call__(self, inputs, *args, **kwargs):
+        if keypoint_inputs.inputs_validated(self):  # called back by predict, fit, ...
+            return super().__call__(inputs, *args, **kwargs)
+        # Check the keypoints and an explicit mask before Keras converts them to tensors:
+        # string arrays would otherwise fail in (or, under JAX, pass) that conversion.
+        keypoints, mask = self.standardize_inputs(
+            inputs, args[0] if args else kwargs.pop("unit_mask", None))
+        return super().__call__(keypoints, mask, *args[1:], **kwargs)
+
+    def predict(self, x, *args, **kwargs):
+        """`keras.Model.predict`; arrays (and a dict's explicit mask) are checked once, here,
+        before tracing (inside the traced predict function their values are unknown)."""
+        if keypoint_inputs.inputs_validated(self):  # an entry point that checked x calls
+            return super().predict(x, *args, **kwargs)
+        checked = keypoint_inputs.is_array_input(x)
+        x = self._checked_entry(x) if checked else x
+        with keypoint_inputs.validated_inputs(self, checked):
+            return super().predict(x, *args, **kwargs)
+
+    def predict_on_batch(self, x):
+        """`keras.Model.predict_on_batch`, with the inputs checked once, here."""
+        if keypoint_inputs.inputs_validated(self):
+            return super().predict_on_batch(x)
+        x = self._checked_entry(x)
+        with keypoint_inputs.validated_inputs(self):
+            return super().predict_on_batch(x)
+
+    def fit(self, x=None, *args, **kwargs):
+        """`keras.Model.fit`. Arrays are checked here, once: NaN, inf or huge keypoints raise
+        (naming the sample and frame). A `tf.data.Dataset` or generator cannot be checked
+        ahead; its batches go through `train_step`, which skips non-finite updates and
+        counts them in `skipped_steps` (see `keras_hbehavemae.models.inputs`)."""
+        checked = keypoint_inputs.is_array_input(x)
+        x = self._checked_entry(x) if checked else x
+        with keypoint_inputs.validated_inputs(self, checked):
+            return super().fit(x, *args, **kwargs)
+
+    def evaluate(self, x=None, *args, **kwargs):
+        """`keras.Model.evaluate`, with arrays checked once, here, as in `fit`."""
+        checked = keypoint_inputs.is_array_input(x)
+        x = self._checked_entry(x) if checked else x
+        with keypoint_inputs.validated_inputs(self, checked):
+            return super().evaluate(x, *args, **kwargs)
+
+    def batch_inputs(self, data):
+        """A training or test batch's `(keypoints, mask or None)`: checked once per trace
+        (shape and dtype; the values are handled by the step), unless an entry point checked
+        them already."""
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        if keypoint_inputs.inputs_validated(self):
+            return self._unpack(x, None)
+        return self.standardize_inputs(x, check_values=False)
+
+    # ------------------------------------------------------------------ forward pass
 
     def fuse_levels(self, levels):
         """Masked levels → the decoder input `[B, K, C_last]` (before `encoder_norm`)."""
         return self.decoding.fuse(levels, self.fusion_heads, self.geometry.fused_levels)
 
-    def __call__(self, inputs, *args, **kwargs):
-        # Check the keypoints and an explicit mask before Keras converts them to tensors:
-        # string arrays would otherwise fail in (or, under JAX, pass) that conversion.
-        keypoints, mask = self._unpack(inputs, args[0] if args else kwargs.get("unit_mask"))
-        if mask is not None:
-            self._checked_mask(keypoints, mask)
-        return super().__call__(inputs, *args, **kwargs)
-
-    def predict(self, x, *args, **kwargs):
-        """`keras.Model.predict`; a dict's explicit mask is checked first (inside the traced
-        predict function its values are unknown, so its kept counts could not be)."""
-        if isinstance(x, dict) and x.get("mask") is not None:
-            self._checked_mask(*self._unpack(x, None))
-        return super().predict(x, *args, **kwargs)
+    def checked_forward(self, keypoints, unit_mask=None, training=None):
+        """The forward pass of inputs an entry point has checked (`standardize_inputs`)."""
+        return super().__call__(keypoints, unit_mask, training=training)
 
     def call(self, inputs, unit_mask=None, training=None, return_intermediates=False):
         keypoints, mask = self._unpack(inputs, unit_mask)
@@ -147,10 +223,11 @@ class HBehaveMAE(PretrainingSteps, keras.Model):
             mask = random_unit_mask(batch, geometry.num_mask_units, geometry.num_kept_units,
                                     self.seed_generator)
         else:
-            mask = self._checked_mask(keypoints, mask)
+            mask = ops.cast(mask, "bool")
         keep_ids = kept_unit_ids(mask, geometry.num_kept_units)
         block_outputs = [] if return_intermediates else None
-        levels = self.backbone.encode(keypoints, keep_ids, training, block_outputs)
+        levels = run_encoder(self.backbone.encoder_layers(), geometry, keypoints, keep_ids,
+                             training, block_outputs)
         latent_prenorm = self.fuse_levels(levels)
         latent = self.encoder_norm(latent_prenorm)
         pred = self.decoder(latent, mask, return_intermediates=return_intermediates)
@@ -167,22 +244,45 @@ class HBehaveMAE(PretrainingSteps, keras.Model):
 
     def compute_targets(self, keypoints):
         """Time-strided targets `[B, U, P]` (normalised when `norm_loss`)."""
-        keypoints = self.backbone.standardize_keypoints(keypoints)
+        keypoints, _ = self.standardize_inputs(keypoints)
+        return self.targets(keypoints)
+
+    def targets(self, keypoints):
+        """`compute_targets` of keypoints an entry point has checked."""
         return time_strided_targets(keypoints, self.geometry, self.config_object.norm_loss)
 
     def compute_pretraining_loss(self, keypoints, outputs):
         """The masked reconstruction loss (float32) of `outputs` from `call`."""
-        if isinstance(keypoints, dict):
-            keypoints = keypoints["keypoints"]
-        targets = self.compute_targets(keypoints)
-        return masked_reconstruction_loss(outputs["pred"], targets, outputs["mask"])
+        keypoints, _ = self.standardize_inputs(keypoints)
+        return self.pretraining_loss(keypoints, outputs)
 
-    def update_pretraining_metrics(self, loss, grad_norm=None, learning_rate=None):
-        self.loss_tracker.update_state(loss)
-        logs = {"loss": self.loss_tracker.result()}
+    def pretraining_loss(self, keypoints, outputs):
+        """`compute_pretraining_loss` of keypoints an entry point has checked."""
+        return masked_reconstruction_loss(outputs["pred"], self.targets(keypoints),
+                                          outputs["mask"])
+
+    def update_pretraining_metrics(self, loss, grad_norm=None, learning_rate=None,
+                                   applied=None):
+        """Updates the metrics; returns the logs.
+
+        With `applied` (a training step: False when its update was skipped), `loss` and
+        `grad_norm` average the applied steps only and `skipped_steps` counts the others.
+        """
+        logs = {}
+        if applied is None:
+            self.loss_tracker.update_state(loss)
+        else:
+            weight = ops.cast(applied, "float32")
+            self.loss_tracker.update_state(ops.where(applied, loss, 0.0), sample_weight=weight)
+            self.skipped_steps_tracker.update_state(1.0 - weight)
+        logs["loss"] = self.loss_tracker.result()
         if grad_norm is not None:
-            self.grad_norm_tracker.update_state(grad_norm)
+            weight = 1.0 if applied is None else ops.cast(applied, "float32")
+            finite_norm = grad_norm if applied is None else ops.where(applied, grad_norm, 0.0)
+            self.grad_norm_tracker.update_state(finite_norm, sample_weight=weight)
             logs["grad_norm"] = self.grad_norm_tracker.result()
+        if applied is not None:
+            logs["skipped_steps"] = self.skipped_steps_tracker.result()
         if learning_rate is not None:
             logs["learning_rate"] = learning_rate
         return logs
@@ -220,5 +320,8 @@ class HBehaveMAE(PretrainingSteps, keras.Model):
     @classmethod
     def from_config(cls, config):
         config = dict(config)
+        check_known_keys(cls.__name__, config, (
+            *PRETRAINER_FIELDS, "backbone", "seed", "dtype", *KERAS_KEYWORDS))
+        serialized_config(config.get("backbone"), "backbone")  # checks the top-level keys
         config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
         return cls(**config)

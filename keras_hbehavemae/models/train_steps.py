@@ -1,8 +1,15 @@
 """The pretrainer's `train_step`/`test_step`: one thin implementation per backend.
 
-All three compute the same loss (`HBehaveMAE.compute_pretraining_loss`) and log `loss`,
-`grad_norm` (the global L2 norm of the gradients before clipping) and `learning_rate`.
-`PretrainingSteps` is chosen once, at import, from `keras.config.backend()`.
+All three compute the same loss (`HBehaveMAE.pretraining_loss`) and log `loss`, `grad_norm`
+(the global L2 norm of the gradients before clipping), `skipped_steps` and
+`learning_rate`. `PretrainingSteps` is chosen once, at import, from `keras.config.backend()`.
+
+A step whose loss or gradient norm is not finite (NaN or inf keypoints in the batch, or an
+overflow) is skipped: the weights and the optimizer state, its step counter included, stay
+as they were, and `skipped_steps` counts it; `loss` and `grad_norm` average the applied
+steps of the epoch only (NaN when none was applied). The pretraining command stops at the
+first skipped step (`training.callbacks.NonFiniteLossGuard`); see
+`keras_hbehavemae.models.inputs` for the policy on non-finite keypoints.
 """
 
 from __future__ import annotations
@@ -11,9 +18,22 @@ import keras
 from keras import ops
 
 
-def _keypoints_from(data):
-    keypoints, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-    return keypoints
+@keras.saving.register_keras_serializable(package="keras_hbehavemae")
+class StepMean(keras.metrics.Mean):
+    """`keras.metrics.Mean` whose result is NaN while nothing was counted, not 0.
+
+    The pretrainer's `loss` and `grad_norm` weight each step by whether it was applied; an
+    epoch without an applied step then reports NaN (nothing trained), never a loss of 0.
+    """
+
+    def result(self):
+        return ops.where(self.count > 0, ops.divide_no_nan(self.total, self.count),
+                         float("nan"))
+
+
+def is_finite_step(loss, grad_norm):
+    """True (a scalar bool tensor) when both the loss and the gradient norm are finite."""
+    return ops.logical_and(ops.all(ops.isfinite(loss)), ops.all(ops.isfinite(grad_norm)))
 
 
 def global_norm(gradients):
@@ -52,101 +72,145 @@ def _mean_over_replicas(gradients, context, clip_norm):
     return result, norm
 
 
+def _apply_if_finite(optimizer, gradients, variables, finite):
+    """TensorFlow: `optimizer.apply` only when `finite`, in a replica or on one device.
+
+    A `tf.cond` in a replica context must not hold a synchronisation point (the optimizer's
+    `merge_call` under `MirroredStrategy`), so there the condition is taken in the
+    cross-replica context, as `keras.optimizers.LossScaleOptimizer` does.
+    """
+    import tensorflow as tf
+
+    if not optimizer.built:
+        optimizer.build(variables)
+    if tf.__internal__.distribute.strategy_supports_no_merge_call():
+        ops.cond(finite, lambda: optimizer.apply(gradients, variables), lambda: None)
+        return
+
+    def cross_replica(distribution, gradients, variables, finite):
+        finite = distribution.experimental_local_results(finite)[0]  # equal on every replica
+
+        def apply():
+            distribution.extended.call_for_each_replica(optimizer.apply,
+                                                        args=(gradients, variables))
+
+        ops.cond(finite, apply, lambda: None)
+
+    tf.distribute.get_replica_context().merge_call(cross_replica,
+                                                   args=(gradients, variables, finite))
+
+
 class _TensorFlowSteps:
     def train_step(self, data):
         import tensorflow as tf
 
-        keypoints = _keypoints_from(data)
+        keypoints, mask = self.batch_inputs(data)
         with tf.GradientTape() as tape:
-            outputs = self(keypoints, training=True)
-            loss = self.compute_pretraining_loss(keypoints, outputs)
+            outputs = self.checked_forward(keypoints, mask, training=True)
+            loss = self.pretraining_loss(keypoints, outputs)
         variables = self.trainable_variables
         gradients = tape.gradient(loss, variables)
         context = tf.distribute.get_replica_context()
-        if context is not None and context.num_replicas_in_sync > 1:
+        replicated = context is not None and context.num_replicas_in_sync > 1
+        if replicated:
             gradients, grad_norm = _mean_over_replicas(
                 gradients, context, self.optimizer.global_clipnorm)
+            # A NaN on one replica reaches every replica through the summed indicator.
+            loss_finite = ops.cast(context.all_reduce(
+                tf.distribute.ReduceOp.SUM, ops.cast(~ops.all(ops.isfinite(loss)), "float32")
+            ) == 0, "bool")
+            finite = ops.logical_and(loss_finite, ops.all(ops.isfinite(grad_norm)))
         else:
             grad_norm = global_norm(gradients)
+            finite = is_finite_step(loss, grad_norm)
         learning_rate = _current_learning_rate(self.optimizer)
-        self.optimizer.apply(gradients, variables)
-        return self.update_pretraining_metrics(loss, grad_norm, learning_rate)
+        _apply_if_finite(self.optimizer, gradients, variables, finite)
+        return self.update_pretraining_metrics(loss, grad_norm, learning_rate, applied=finite)
 
     def test_step(self, data):
-        keypoints = _keypoints_from(data)
-        loss = self.compute_pretraining_loss(keypoints, self(keypoints, training=False))
-        return self.update_pretraining_metrics(loss)
+        keypoints, mask = self.batch_inputs(data)
+        outputs = self.checked_forward(keypoints, mask, training=False)
+        return self.update_pretraining_metrics(self.pretraining_loss(keypoints, outputs))
 
 
 class _TorchSteps:
     def train_step(self, data):
         import torch
 
-        keypoints = _keypoints_from(data)
+        keypoints, mask = self.batch_inputs(data)
         self.zero_grad()
-        outputs = self(keypoints, training=True)
-        loss = self.compute_pretraining_loss(keypoints, outputs)
+        outputs = self.checked_forward(keypoints, mask, training=True)
+        loss = self.pretraining_loss(keypoints, outputs)
         loss.backward()
         variables = self.trainable_weights
         gradients = [variable.value.grad for variable in variables]
+        grad_norm = global_norm(gradients)
+        finite = is_finite_step(loss.detach(), grad_norm)
         learning_rate = _current_learning_rate(self.optimizer)
-        with torch.no_grad():
-            self.optimizer.apply(gradients, variables)
-        return self.update_pretraining_metrics(loss.detach(), global_norm(gradients),
-                                               learning_rate)
+        if bool(finite):
+            with torch.no_grad():
+                self.optimizer.apply(gradients, variables)
+        return self.update_pretraining_metrics(loss.detach(), grad_norm, learning_rate,
+                                               applied=finite)
 
     def test_step(self, data):
         import torch
 
-        keypoints = _keypoints_from(data)
+        keypoints, mask = self.batch_inputs(data)
         with torch.no_grad():
-            loss = self.compute_pretraining_loss(keypoints, self(keypoints, training=False))
+            outputs = self.checked_forward(keypoints, mask, training=False)
+            loss = self.pretraining_loss(keypoints, outputs)
         return self.update_pretraining_metrics(loss)
 
 
 class _JaxSteps:
-    def _stateless_loss(self, trainable_variables, non_trainable_variables, keypoints,
+    def _stateless_loss(self, trainable_variables, non_trainable_variables, keypoints, mask,
                         training):
         outputs, non_trainable_variables = self.stateless_call(
-            trainable_variables, non_trainable_variables, keypoints, training=training)
-        loss = self.compute_pretraining_loss(keypoints, outputs)
+            trainable_variables, non_trainable_variables, keypoints, mask, training=training)
+        loss = self.pretraining_loss(keypoints, outputs)
         return loss, non_trainable_variables
 
-    def _stateless_metrics(self, metrics_variables, values):
-        logs, updated = {}, []
-        for metric in self.metrics:
-            count = len(metric.variables)
-            own, metrics_variables = metrics_variables[:count], metrics_variables[count:]
-            value = values.get(metric.name)
-            if value is not None:
-                own = metric.stateless_update_state(own, value)
-                logs[metric.name] = metric.stateless_result(own)
-            updated.extend(own)
-        return logs, updated
+    def _stateless_metrics(self, metrics_variables, *args, **kwargs):
+        """`update_pretraining_metrics(*args, **kwargs)` on the given metric values."""
+        mapping = list(zip(self.metrics_variables, metrics_variables, strict=True))
+        with keras.StatelessScope(state_mapping=mapping) as scope:
+            logs = self.update_pretraining_metrics(*args, **kwargs)
+        updated = [scope.get_current_value(variable) for variable in self.metrics_variables]
+        return logs, [old if new is None else new
+                      for old, new in zip(metrics_variables, updated, strict=True)]
 
     def train_step(self, state, data):
         import jax
+        import jax.numpy as jnp
 
         trainable, non_trainable, optimizer_variables, metrics_variables = state
-        keypoints = _keypoints_from(data)
+        keypoints, mask = self.batch_inputs(data)
         value_and_grad = jax.value_and_grad(self._stateless_loss, has_aux=True)
         (loss, non_trainable), gradients = value_and_grad(
-            trainable, non_trainable, keypoints, True)
+            trainable, non_trainable, keypoints, mask, True)
         mapping = list(zip(self.optimizer.variables, optimizer_variables, strict=True))
         with keras.StatelessScope(state_mapping=mapping):
             learning_rate = _current_learning_rate(self.optimizer)
-        trainable, optimizer_variables = self.optimizer.stateless_apply(
+        grad_norm = global_norm(gradients)
+        finite = is_finite_step(loss, grad_norm)
+        new_trainable, new_optimizer_variables = self.optimizer.stateless_apply(
             optimizer_variables, gradients, trainable)
+        # A skipped step keeps the weights and the optimizer state (its counter included).
+        trainable = [jnp.where(finite, new, old)
+                     for new, old in zip(new_trainable, trainable, strict=True)]
+        optimizer_variables = [jnp.where(finite, new, old) for new, old in zip(
+            new_optimizer_variables, optimizer_variables, strict=True)]
         logs, metrics_variables = self._stateless_metrics(
-            metrics_variables, {"loss": loss, "grad_norm": global_norm(gradients)})
-        logs["learning_rate"] = learning_rate
+            metrics_variables, loss, grad_norm, learning_rate, applied=finite)
         return logs, (trainable, non_trainable, optimizer_variables, metrics_variables)
 
     def test_step(self, state, data):
         trainable, non_trainable, metrics_variables = state
-        keypoints = _keypoints_from(data)
-        loss, non_trainable = self._stateless_loss(trainable, non_trainable, keypoints, False)
-        logs, metrics_variables = self._stateless_metrics(metrics_variables, {"loss": loss})
+        keypoints, mask = self.batch_inputs(data)
+        loss, non_trainable = self._stateless_loss(trainable, non_trainable, keypoints, mask,
+                                                   False)
+        logs, metrics_variables = self._stateless_metrics(metrics_variables, loss)
         return logs, (trainable, non_trainable, metrics_variables)
 
 

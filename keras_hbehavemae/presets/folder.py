@@ -38,7 +38,7 @@ import pathlib
 import keras
 
 from keras_hbehavemae.files.atomic import write_folder_atomically
-from keras_hbehavemae.presets.registry import resolve_preset
+from keras_hbehavemae.presets.registry import resolve_preset, serialized_config
 from keras_hbehavemae.version import __version__
 
 CONFIG_FILE = "config.json"
@@ -89,7 +89,7 @@ def save_to_preset(model, directory, *, weights: str | None = None,
     weights = "trained" if weights is None else weights
     if weights not in WEIGHTS_KINDS:
         raise ValueError(f"weights: {weights!r} is invalid: must be one of {WEIGHTS_KINDS}")
-    extra = dict(metadata or {})
+    extra = {} if metadata is None else dict(metadata)
     if "weights" in extra:
         raise ValueError("metadata: give the weights kind as save_to_preset(weights=...), not "
                          "as a metadata key")
@@ -172,12 +172,17 @@ def check_weights_allowed(preset, allow_random_weights: bool) -> dict:
 def deserialize(path: pathlib.Path, expected_class, overrides: dict | None = None):
     """Builds the model serialized in `path`, checking that it is an `expected_class`."""
     content = read_json(path)
+    config = serialized_config(content, str(path))
     if overrides:
-        content = dict(content, config={**content["config"], **overrides})
+        content = dict(content, config={**config, **overrides})
     try:
         model = keras.saving.deserialize_keras_object(content)
     except Exception as error:
-        raise ValueError(f"{path}: cannot build a model from this config ({error})") from error
+        # Keras wraps the model's own error in its own; the innermost one names the problem.
+        cause = error
+        while (cause.__cause__ or cause.__context__) is not None:
+            cause = cause.__cause__ or cause.__context__
+        raise ValueError(f"{path}: cannot build a model from this config ({cause})") from error
     if not isinstance(model, expected_class):
         raise ValueError(f"{path}: holds a {type(model).__name__}, expected "
                          f"{expected_class.__name__}")

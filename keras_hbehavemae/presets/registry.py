@@ -21,6 +21,8 @@ import dataclasses
 import json
 import pathlib
 
+from keras_hbehavemae.errors import check_known_keys, invalid
+
 BUILTIN_ROOT = pathlib.Path(__file__).resolve().parent / "builtin"
 
 #: The published configurations by short name → their built-in preset.
@@ -30,8 +32,14 @@ PUBLISHED_PRESETS = {
     "hbabel": "hbehavemae_hbabel",
 }
 
-# Keys of a serialized model's config that are Keras bookkeeping, not model parameters.
-_KERAS_KEYS = ("name", "trainable", "dtype", "backbone", "seed")
+#: Keys of a serialized model's `config` that are not model parameters: Keras bookkeeping
+#: (name, trainable, dtype), the pretrainer's nested backbone and its random seed.
+SERIALIZATION_KEYS = ("name", "trainable", "dtype", "backbone", "seed")
+#: The top-level keys of a Keras-serialized object (`keras.saving.serialize_keras_object`).
+SERIALIZED_OBJECT_KEYS = ("module", "class_name", "config", "registered_name", "build_config",
+                          "compile_config")
+#: The files of a preset folder that hold model parameters, in reading order.
+PARAMETER_FILES = ("config.json", "task.json")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,23 +94,57 @@ def resolve_preset(preset) -> pathlib.Path:
         f"name. Available presets: {available}")
 
 
+def serialized_config(content, where: str) -> dict:
+    """The `config` of a Keras-serialized object, its top-level keys checked.
+
+    Raises:
+        ValueError: a top-level key Keras does not write (naming it and the closest valid
+            one), or no `config` mapping.
+    """
+    if not isinstance(content, dict):
+        raise invalid(where, type(content).__name__, "expected a serialized Keras object "
+                      "(a JSON object with 'class_name' and 'config')")
+    check_known_keys(where, content, SERIALIZED_OBJECT_KEYS)
+    config = content.get("config")
+    if not isinstance(config, dict):
+        raise ValueError(f"{where}: 'config' must be a JSON object of the model's parameters")
+    return config
+
+
+def preset_parameter_files(preset) -> list[tuple[pathlib.Path, dict]]:
+    """`(file, parameters)` for each of a preset's `config.json` and `task.json` (if any).
+
+    The parameters are the file's `config` without `SERIALIZATION_KEYS`; nothing else is
+    left out, so a caller that knows the parameters can name any unknown key and its file.
+    """
+    directory = resolve_preset(preset)
+    result = []
+    for name in PARAMETER_FILES:
+        path = directory / name
+        if not path.is_file():
+            continue
+        try:
+            content = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ValueError(f"{path}: not valid JSON ({error}); the preset folder is "
+                             "corrupt") from error
+        config = serialized_config(content, str(path))
+        result.append((path, {key: value for key, value in config.items()
+                              if key not in SERIALIZATION_KEYS}))
+    return result
+
+
 def preset_parameters(preset) -> dict:
     """The model parameters of a preset (name or folder) as a plain dict.
 
     The encoder parameters come from `config.json`, the decoder and masking parameters from
-    `task.json` when present. Keras bookkeeping (name, dtype, ...) is left out.
+    `task.json` when present. Keras bookkeeping (name, dtype, ...) is left out; any other
+    key is kept (`HBehaveMAEConfig.from_preset` names unknown ones with their file).
     """
-    directory = resolve_preset(preset)
     parameters = {}
-    for name in ("config.json", "task.json"):
-        path = directory / name
-        if path.is_file():
-            try:
-                parameters.update(json.loads(path.read_text(encoding="utf-8"))["config"])
-            except (ValueError, KeyError, TypeError) as error:  # JSON, encoding, layout
-                raise ValueError(f"{path}: not the JSON of a Keras model config ({error!r}); "
-                                 "the preset folder is corrupt") from None
-    return {key: value for key, value in parameters.items() if key not in _KERAS_KEYS}
+    for _, values in preset_parameter_files(preset):
+        parameters.update(values)
+    return parameters
 
 
 def published_parameters(name: str) -> dict:

@@ -2,12 +2,12 @@
 
 | callback | when | what |
 |---|---|---|
-| `NonFiniteLossGuard` | every step | stops training on a NaN/inf loss and keeps the error to raise |
+| `NonFiniteLossGuard` | every step | stops training at a skipped (non-finite) step and keeps the error to raise |
 | `HeldOutLoss` | epochs with epoch % every == 0 | `model.evaluate` on the held-out split, logged as `test_loss` |
 | `EpochMetricsLog` | every epoch | one JSON line: `epoch`, `train_<metric>`, `test_loss` |
 | `StepScalars` | every n steps | TensorBoard scalars `loss`, `grad_norm`, `learning_rate` at the optimizer step |
 | `EpochTensorBoard` | every epoch | Keras's TensorBoard epoch curves |
-| `EpochCheckpoint` | every epoch with a finite loss | checkpoint + `state.json`, then retention |
+| `EpochCheckpoint` | every complete epoch without a skipped step | checkpoint + `state.json`, then retention |
 | `stopping.GracefulStop` | every step | stops at the next step boundary after SIGTERM / Ctrl-C |
 
 They run in this order, so that `test_loss` reaches the log, TensorBoard and the progress bar,
@@ -72,18 +72,30 @@ def _to_float(value) -> float:
     return float(np.asarray(keras.ops.convert_to_numpy(value)))
 
 
+def skipped_an_update(logs) -> bool:
+    """True when the epoch's logs show a step whose update was skipped (`skipped_steps`
+    above 0: its loss or gradient norm was not finite) or a non-finite loss."""
+    logs = logs or {}
+    skipped = logs.get("skipped_steps")
+    if skipped is not None and _to_float(skipped) > 0:
+        return True
+    loss = logs.get("loss")
+    return loss is not None and not math.isfinite(_to_float(loss))
+
+
 class NonFiniteLossGuard(keras.callbacks.Callback):
-    """Stops training at the first step whose (running) loss is NaN or infinite.
+    """Stops training at the first step whose update was skipped for a non-finite loss or
+    gradient norm (the pretrainer's `skipped_steps`), or whose logged loss is not finite.
 
-    Unlike `keras.callbacks.TerminateOnNaN` it records a `NonFiniteLossError` in `error`
-    for the caller to raise once `fit` has returned. The epoch's logged loss is then
-    non-finite too, so `EpochCheckpoint` writes nothing and deletes nothing.
+    The pretrainer's `train_step` leaves the weights untouched on such a step (see
+    `keras_hbehavemae.models.train_steps`); this guard turns the first one into an error
+    instead of training on. Unlike `keras.callbacks.TerminateOnNaN` it records a
+    `NonFiniteLossError` in `error` for the caller to raise once `fit` has returned, and
+    `EpochCheckpoint` does not checkpoint the stopped epoch (nor delete anything).
 
-    The models do not reject NaN or inf keypoints: values in hidden mask units never reach
-    the encoder, so predictions stay finite (`reconstruction.impute` hides untracked frames
-    this way), but any of them makes the training loss non-finite. This guard is what
-    stops training on them. `run_pretraining` always installs it; with a plain
-    `model.fit`, pass `NonFiniteLossGuard()` (or `keras.callbacks.TerminateOnNaN()`).
+    NaN or inf keypoints in a `tf.data` batch cannot be rejected before the compiled step
+    runs; they make the step non-finite, and this guard stops on them. `run_pretraining`
+    always installs it; a plain `model.fit` skips such steps and counts them instead.
     """
 
     def __init__(self):
@@ -95,15 +107,12 @@ class NonFiniteLossGuard(keras.callbacks.Callback):
         self._epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
-        loss = (logs or {}).get("loss")
-        if loss is None or self.error is not None:
+        if self.error is not None or not skipped_an_update(logs):
             return
-        value = _to_float(loss)
-        if not math.isfinite(value):
-            self.error = NonFiniteLossError(
-                f"non-finite loss ({value}) at epoch {self._epoch}, step {batch}; training "
-                "stopped")
-            self.model.stop_training = True
+        self.error = NonFiniteLossError(
+            f"non-finite loss or gradient norm at epoch {self._epoch}, step {batch}: the update "
+            "was skipped and training stopped")
+        self.model.stop_training = True
 
 
 class HeldOutLoss(keras.callbacks.Callback):
@@ -268,7 +277,8 @@ def restore_seed_generator_states(model, states: list[list[int]]) -> None:
 
 
 class EpochCheckpoint(keras.callbacks.Callback):
-    """After each epoch with a finite loss: checkpoint, then `state.json`, then retention.
+    """After each epoch without a skipped step (and with a finite loss): checkpoint, then
+    `state.json`, then retention.
 
     1. `checkpoint-epoch{E:04d}.weights.h5` (model + optimizer variables, incl. the
        iteration counter that drives the learning-rate schedule), written atomically;
@@ -278,8 +288,8 @@ class EpochCheckpoint(keras.callbacks.Callback):
        published schedule (epoch % `every` == 0, the last epoch) are deleted.
 
     A crash in 1 or 2 leaves the previous checkpoint and state untouched; deletion only
-    follows a complete write. An epoch with a non-finite loss, or one that a stop signal
-    cut short (`stop`), is never checkpointed.
+    follows a complete write. An epoch with a skipped step or a non-finite loss, or one
+    that a stop signal cut short (`stop`), is never checkpointed.
     """
 
     def __init__(self, output_dir: str, epochs: int, every: int = 20, keep_last: int = 2,
@@ -293,8 +303,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
         self.stop = stop if stop is not None else StopRequest()
 
     def on_epoch_end(self, epoch, logs=None):
-        loss = (logs or {}).get("loss")
-        if (loss is None or not math.isfinite(_to_float(loss))
+        if ((logs or {}).get("loss") is None or skipped_an_update(logs)
                 or self.stop.epoch_abandoned(epoch)):
             return
         path = run_directory.checkpoint_path(self.output_dir, epoch)

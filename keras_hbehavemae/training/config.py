@@ -33,7 +33,7 @@ class TrainingConfig:
         lr: absolute peak learning rate (overrides `blr`).
         min_lr: final learning rate of the half-cosine.
         weight_decay: AdamW decoupled weight decay (1-D variables excluded).
-        clip_grad: global gradient-norm clip (None: no clipping).
+        clip_grad: global gradient-norm clip, > 0 (None: no clipping).
         seed: weight initialisation, data shuffling, augmentation and mask seed.
         precision: "float32" (published) or "mixed_bfloat16".
         distribute: None (one device) or "data_parallel" (JAX `DataParallel`, TensorFlow
@@ -80,12 +80,20 @@ class TrainingConfig:
                           f"must lie in [0, epochs={self.epochs})")
         for name in ("blr", "lr", "min_lr", "weight_decay", "clip_grad"):
             value = getattr(self, name)
-            if value is not None and (not math.isfinite(value) or value < 0):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
+                                      or not math.isfinite(value) or value < 0):
                 raise invalid(name, value, "must be a finite number >= 0")
         if self.lr is not None and self.lr <= 0:
             raise invalid("lr", self.lr, "must be > 0")
         if self.blr <= 0:
             raise invalid("blr", self.blr, "must be > 0")
+        if self.clip_grad is not None and self.clip_grad <= 0:
+            raise invalid("clip_grad", self.clip_grad, "must be > 0, or None for no clipping")
+        if self.lr is not None and self.min_lr > self.lr:
+            raise invalid("min_lr", self.min_lr, f"must not exceed the peak lr = {self.lr}")
+        if (isinstance(self.seed, bool) or not isinstance(self.seed, int)
+                or not 0 <= self.seed < 2**32):
+            raise invalid("seed", self.seed, "must be an integer in [0, 2**32)")
         if self.precision not in PRECISIONS:
             raise invalid("precision", self.precision, f"must be one of {PRECISIONS}")
         if self.distribute not in DISTRIBUTIONS:

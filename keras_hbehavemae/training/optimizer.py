@@ -16,6 +16,8 @@ from typing import Any
 import keras
 from keras import ops
 
+from keras_hbehavemae.errors import invalid
+
 _PACKAGE = "keras_hbehavemae"
 
 
@@ -25,7 +27,12 @@ def _require(
     """Raises ``ValueError`` naming the argument unless ``value`` is a finite number with ``ok``."""
     valid = isinstance(value, kind) and not isinstance(value, bool) and math.isfinite(value)
     if not (valid and ok(value)):
-        raise ValueError(f"Invalid {name}={value!r}: it must be {rule}.")
+        raise invalid(name, value, f"must be {rule}")
+
+
+def _is_schedule(learning_rate: Any) -> bool:
+    return isinstance(learning_rate, keras.optimizers.schedules.LearningRateSchedule) or (
+        callable(learning_rate))
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -75,7 +82,16 @@ class PublishedAdamW(keras.optimizers.AdamW):
         **kwargs: Any,
     ) -> None:
         if amsgrad:
-            raise ValueError(f"Invalid amsgrad={amsgrad!r}: PublishedAdamW has no AMSGrad.")
+            raise invalid("amsgrad", amsgrad, "PublishedAdamW has no AMSGrad")
+        if not _is_schedule(learning_rate):
+            _require("learning_rate", learning_rate, lambda v: v > 0, "> 0 (or a schedule)")
+        _require("weight_decay", weight_decay, lambda v: v >= 0, ">= 0")
+        _require("beta_1", beta_1, lambda v: 0 <= v < 1, "in [0, 1)")
+        _require("beta_2", beta_2, lambda v: 0 <= v < 1, "in [0, 1)")
+        _require("epsilon", epsilon, lambda v: v > 0, "> 0")
+        if global_clipnorm is not None:
+            _require("global_clipnorm", global_clipnorm, lambda v: v > 0,
+                     "> 0, or None for no clipping")
         super().__init__(
             learning_rate=learning_rate, weight_decay=weight_decay, beta_1=beta_1, beta_2=beta_2,
             epsilon=epsilon, amsgrad=False, global_clipnorm=global_clipnorm, **kwargs,
@@ -241,9 +257,13 @@ def published_optimizer(
 
     Args:
         model: the model to train (its trainable variables decide the decay exclusions).
-        learning_rate: a float or a schedule such as `WarmupHalfCosineSchedule`.
-        weight_decay: decoupled weight decay of every variable of rank >= 2.
-        clip_grad: global gradient-norm clip (None disables).
+        learning_rate: a float > 0 or a schedule such as `WarmupHalfCosineSchedule`.
+        weight_decay: decoupled weight decay (>= 0) of every variable of rank >= 2.
+        clip_grad: global gradient-norm clip (> 0), or None for no clipping.
+
+    Raises:
+        ValueError: naming the argument, for a learning rate, weight decay or clip that is
+            negative, zero (learning rate, clip), NaN or infinite.
 
     Example:
         >>> import keras
@@ -251,6 +271,11 @@ def published_optimizer(
         >>> published_optimizer(model, 1e-3).weight_decay
         0.05
     """
+    if not _is_schedule(learning_rate):
+        _require("learning_rate", learning_rate, lambda v: v > 0, "> 0 (or a schedule)")
+    _require("weight_decay", weight_decay, lambda v: v >= 0, ">= 0")
+    if clip_grad is not None:
+        _require("clip_grad", clip_grad, lambda v: v > 0, "> 0, or None for no clipping")
     optimizer = PublishedAdamW(
         learning_rate=learning_rate, weight_decay=weight_decay, global_clipnorm=clip_grad
     )

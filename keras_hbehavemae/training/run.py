@@ -174,7 +174,7 @@ def schedule_summary(data: PretrainingData, training: TrainingConfig,
     """Replicas, global batch, steps per epoch and peak learning rate of a run."""
     global_batch = training.batch_size * distribution.num_replicas
     steps = data.steps_per_epoch(global_batch)
-    if training.steps_per_epoch:
+    if training.steps_per_epoch is not None:
         steps = min(steps, training.steps_per_epoch)
     learning_rate = (training.lr if training.lr is not None
                      else scaled_learning_rate(training.blr, global_batch))
@@ -209,14 +209,22 @@ def build_training_run(model_config: HBehaveMAEConfig, data: PretrainingData,
     """
     if jit_compile not in ("auto", True, False):
         raise invalid("jit_compile", jit_compile, "must be 'auto', True or False")
-    training = training or TrainingConfig(**training_options)
+    if training is None:
+        training = TrainingConfig(**training_options)
+    elif training_options:
+        raise ValueError(f"give the training settings as `training` or as keyword arguments, "
+                         f"not both (got training and {sorted(training_options)})")
     if model_config.input_size[0] != data.num_frames:
         raise invalid("num_frames", data.num_frames, f"must equal input_size[0] = "
               f"{model_config.input_size[0]}")
-    distribution = distribution or setup_distribution(training.distribute)
+    if distribution is None:
+        distribution = setup_distribution(training.distribute)
     summary = schedule_summary(data, training, distribution)
     global_batch, steps = summary["global_batch_size"], summary["steps_per_epoch"]
     learning_rate = summary["peak_learning_rate"]
+    if training.min_lr > learning_rate:
+        raise invalid("min_lr", training.min_lr, f"must not exceed the peak learning rate "
+                      f"{learning_rate:g} (blr·effective batch/256, or lr)")
     with distribution.scope():
         model = seeded_pretrainer(model_config, training.seed, training.precision)
         if preset is not None:
@@ -370,7 +378,11 @@ def run_pretraining(model_config: HBehaveMAEConfig, data: PretrainingData,
     if save_initial and preset is not None:
         raise invalid("save_initial", True, "cannot be combined with --preset (the run starts "
                       "from the preset's weights, not from an initialisation)")
-    log_dir = log_dir or os.path.join(output_dir, "logs")
+    if log_dir is None:
+        log_dir = os.path.join(output_dir, "logs")
+    elif not str(log_dir).strip():
+        raise invalid("log_dir", log_dir, "must name a folder, or be None for "
+                      "OUTPUT_DIR/logs")
     run_directory.check_writable(output_dir, "--output_dir")
     with FolderLock(output_dir, flag="--output_dir"), StopRequest() as stop:
         run_directory.check_writable(log_dir, "--log_dir")

@@ -15,15 +15,25 @@ import re
 
 import keras
 import pytest
-from helpers import MODEL_ARG_NAMES, SHOT7M2, TINY, TINY_CONFIG, small_data, small_training
+from helpers import (
+    MODEL_ARG_NAMES,
+    SHOT7M2,
+    SMALL,
+    TINY,
+    TINY_CONFIG,
+    small_data,
+    small_training,
+)
 from helpers import SHOT7M2_ARGS as PUBLISHED_ARGS
 from helpers import config_geometry as build_model_geometry
 from helpers import make_config as make
 
 from keras_hbehavemae import HBehaveMAE, HBehaveMAEBackbone, HBehaveMAEConfig
+from keras_hbehavemae.convert.published import config_from_checkpoint_args
 from keras_hbehavemae.data.recipes import load_pretraining_data
 from keras_hbehavemae.models.geometry import compute_geometry
 from keras_hbehavemae.training import build_training_run, setup_distribution
+from keras_hbehavemae.training.optimizer import published_optimizer
 
 # ---------------------------------------------------------------------------------------------
 # Validation rules (docs/model.md, "Configuration rules"): errors raised when the config is
@@ -177,6 +187,20 @@ GEOMETRY_ERRORS = [
      r"^dim_mul: 1.0 keeps the width at 96 across the pooling transition into stage 1"),
     ("rule7-dim_mul-one-with-heads", dict(dim_mul=1.0),
      r"^dim_mul: 1.0 keeps the width .*a pooling stage must change the width"),
+    # Multipliers too small: the error names the multiplier and the rule, not the heads or a
+    # Dense layer's `units` (as it did).
+    ("dim_mul-too-small", dict(dim_mul=0.01),
+     r"^dim_mul: 0.01 shrinks stage 1 to width 0 \(int\(96 · 0.01\)\); every stage width "
+     r"int\(previous width · dim_mul\) must be at least 1"),
+    ("dim_mul-below-one", dict(dim_mul=0.4),
+     r"^init_num_heads/head_mul: stage 1 width 38 must be divisible by its head count 4 \(width "
+     r"int\(96 · dim_mul 0.4\), heads int\(2 · head_mul 2.0\)\)"),
+    ("head_mul-too-small", dict(head_mul=0.1),
+     r"^head_mul: 0.1 leaves stage 1 0 heads \(int\(2 · 0.1\)\); every stage head count "
+     r"int\(previous heads · head_mul\) must be at least 1"),
+    ("mlp_ratio-too-small", dict(mlp_ratio=0.005),
+     r"^mlp_ratio: 0.005 gives the blocks of stage 0 \(width 96\) an MLP hidden width "
+     r"int\(96 · 0.005\) = 0; it must be at least 1 \(mlp_ratio >= 1/96\)"),
 ]
 
 
@@ -243,39 +267,39 @@ def test_nan_string_in_input_size_names_the_parameter():
 
 def test_garbage_num_frames_names_the_parameter():
     with pytest.raises(ValueError, match=r"^num_frames: "):
-        HBehaveMAEConfig.from_dict({**PUBLISHED_ARGS, "num_frames": "four hundred"},
-                                   strict=False)
+        config_from_checkpoint_args({**PUBLISHED_ARGS, "num_frames": "four hundred"}, "ckpt")
 
 
 # ---------------------------------------------------------------------------------------------
 # HBehaveMAEConfig.from_dict: unknown, missing and inconsistent keys.
 
-def test_from_dict_published_args_strict_rejects_unknown_keys():
-    with pytest.raises(ValueError, match=r"unknown configuration parameters \[.*'batch_size'"):
-        HBehaveMAEConfig.from_dict(PUBLISHED_ARGS, strict=True)
-    with pytest.raises(ValueError, match=r"unknown configuration parameters \['num_frames'\]"):
+def test_from_dict_rejects_the_training_settings_of_checkpoint_args():
+    with pytest.raises(ValueError, match=r"^HBehaveMAEConfig: unknown keys .*'batch_size'"):
+        HBehaveMAEConfig.from_dict(PUBLISHED_ARGS)
+    with pytest.raises(ValueError, match=r"^HBehaveMAEConfig: unknown key 'num_frames'"):
         HBehaveMAEConfig.from_dict(
             {name: PUBLISHED_ARGS[name] for name in (*MODEL_ARG_NAMES, "num_frames")})
 
 
-def test_from_dict_default_is_strict():
-    with pytest.raises(ValueError, match="unknown configuration parameters"):
+def test_from_dict_rejects_a_training_setting():
+    with pytest.raises(ValueError, match=r"^HBehaveMAEConfig: unknown key 'epochs'; valid "
+                                         r"keys: decoder_depth, "):
         HBehaveMAEConfig.from_dict({**SHOT7M2, "epochs": 200})
 
 
 @pytest.mark.parametrize("num_frames", [300, 401, "300"])
 def test_from_dict_num_frames_must_equal_window_length(num_frames):
     with pytest.raises(ValueError, match=r"^num_frames: .*must equal input_size\[0\] = 400"):
-        HBehaveMAEConfig.from_dict({**PUBLISHED_ARGS, "num_frames": num_frames}, strict=False)
+        config_from_checkpoint_args({**PUBLISHED_ARGS, "num_frames": num_frames}, "ckpt")
 
 
 @pytest.mark.parametrize("missing", ["input_size", "patch_kernel", "stages", "q_strides",
                                      "out_embed_dims", "init_embed_dim"])
 def test_from_dict_missing_required_key(missing):
     values = {name: value for name, value in PUBLISHED_ARGS.items() if name != missing}
-    with pytest.raises(ValueError, match=rf"missing required configuration parameters "
-                                         rf"\['{missing}'\]"):
-        HBehaveMAEConfig.from_dict(values, strict=False)
+    with pytest.raises(ValueError, match=rf"^ckpt: args: missing required configuration "
+                                         rf"parameters \['{missing}'\]"):
+        config_from_checkpoint_args(values, "ckpt")
 
 
 def test_from_dict_missing_several_keys():
@@ -285,7 +309,7 @@ def test_from_dict_missing_several_keys():
 
 def test_from_dict_validates():
     with pytest.raises(ValueError, match=r"^decoding_strategy: "):
-        HBehaveMAEConfig.from_dict({**PUBLISHED_ARGS, "decoding_strategy": "avg"}, strict=False)
+        config_from_checkpoint_args({**PUBLISHED_ARGS, "decoding_strategy": "avg"}, "ckpt")
 
 
 # `replace` validates the changed copy.
@@ -328,6 +352,10 @@ BACKBONE_ERRORS = [
      r"^q_strides: .*between 1 and 2 q-stride triples"),
     ("negative-width", dict(init_embed_dim=-16),
      r"^init_embed_dim: -16 is invalid: must be a positive integer"),
+    ("integer-dtype", dict(dtype="int32"),
+     r"^dtype: 'int32' is invalid: must be a floating-point policy"),
+    ("unknown-dtype", dict(dtype="float8"),
+     r"^dtype: 'float8' is invalid: must be a Keras dtype policy such as 'float32'"),
 ]
 
 
@@ -363,7 +391,24 @@ PRETRAINER_ERRORS = [
      r"^decoder_embed_dim: 0 is invalid: must be a positive integer"),
     ("decoder-depth-negative", dict(decoder_depth=-1),
      r"^decoder_depth: -1 is invalid: must be 0 or more"),
+    ("seed-not-an-integer", dict(seed="x"), r"^seed: 'x' is invalid: must be an integer or None"),
+    ("seed-fraction", dict(seed=1.5), r"^seed: 1.5 is invalid"),
+    ("dtype-integer", dict(dtype="int32"), r"^dtype: .int32. is invalid: must be a floating-point"),
+    ("mlp_ratio-too-small-for-the-decoder", dict(decoder_embed_dim=4, decoder_num_heads=1),
+     None),  # replaced below: needs an mlp_ratio the encoder accepts
 ]
+
+
+PRETRAINER_ERRORS[-1] = (
+    "mlp_ratio-too-small-for-the-decoder", dict(decoder_embed_dim=4, decoder_num_heads=1),
+    r"^mlp_ratio: 0.2 is invalid: gives the decoder blocks \(width decoder_embed_dim = 4\) an "
+    r"MLP hidden width int\(4 · 0.2\) = 0; it must be at least 1")
+
+
+class _NarrowMLPBackboneStub(_BackboneStub):
+    """TINY with mlp_ratio 0.2: stage widths 16, 32, 64 keep hidden widths of 3, 6, 12."""
+
+    config_object = HBehaveMAEConfig(**TINY, mlp_ratio=0.2)
 
 
 @pytest.mark.parametrize(
@@ -371,8 +416,9 @@ PRETRAINER_ERRORS = [
     ids=[row[0] for row in PRETRAINER_ERRORS],
 )
 def test_pretrainer_constructor_rejects(changes, message):
+    stub = _NarrowMLPBackboneStub() if "mlp_ratio" in message else _BackboneStub()
     with pytest.raises(ValueError, match=message):
-        HBehaveMAE(_BackboneStub(), **changes)
+        HBehaveMAE(stub, **changes)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -392,6 +438,14 @@ TRAINING_ERRORS = [
     ("clip_grad-nan", dict(clip_grad=float("nan")), r"^clip_grad: nan is invalid"),
     ("steps_per_epoch-zero", dict(steps_per_epoch=0), r"^steps_per_epoch: 0 is invalid"),
     ("keep_last-zero", dict(keep_last=0), r"^keep_last: 0 is invalid: must be a positive"),
+    # `clip_grad=0` was no clipping in disguise (Keras skips a falsy clip); None says so.
+    ("clip_grad-zero", dict(clip_grad=0.0),
+     r"^clip_grad: 0.0 is invalid: must be > 0, or None for no clipping"),
+    ("seed-negative", dict(seed=-1), r"^seed: -1 is invalid: must be an integer in \[0, 2\*\*32\)"),
+    ("seed-fraction", dict(seed=1.5), r"^seed: 1.5 is invalid"),
+    ("min_lr-above-lr", dict(lr=1e-3, min_lr=1e-2),
+     r"^min_lr: 0.01 is invalid: must not exceed the peak lr = 0.001"),
+    ("lr-string", dict(lr="0.001"), r"^lr: '0.001' is invalid: must be a finite number >= 0"),
 ]
 
 
@@ -402,6 +456,43 @@ TRAINING_ERRORS = [
 def test_training_config_rejects(changes, message):
     with pytest.raises(ValueError, match=message):
         small_training(**changes)
+
+
+def test_min_lr_above_the_scaled_peak_is_named_before_building():
+    config = HBehaveMAEConfig(**SMALL)
+    with pytest.raises(ValueError, match=r"^min_lr: 0.5 is invalid: must not exceed the peak "
+                                         r"learning rate 7.8125e-06"):
+        build_training_run(config, small_data(), small_training(lr=None, blr=1e-3, min_lr=0.5))
+
+
+def test_training_settings_given_twice_are_refused():
+    with pytest.raises(ValueError, match=r"give the training settings as `training` or as "
+                                         r"keyword arguments, not both"):
+        build_training_run(HBehaveMAEConfig(**SMALL), small_data(), small_training(),
+                           epochs=3)
+
+
+PUBLISHED_OPTIMIZER_ERRORS = [
+    ("learning_rate-negative", dict(learning_rate=-1e-3),
+     r"^learning_rate: -0.001 is invalid: must be > 0 \(or a schedule\)"),
+    ("learning_rate-zero", dict(learning_rate=0.0), r"^learning_rate: 0.0 is invalid"),
+    ("learning_rate-nan", dict(learning_rate=float("nan")), r"^learning_rate: nan is invalid"),
+    ("weight_decay-negative", dict(weight_decay=-0.05),
+     r"^weight_decay: -0.05 is invalid: must be >= 0"),
+    ("clip_grad-negative", dict(clip_grad=-1.0),
+     r"^clip_grad: -1.0 is invalid: must be > 0, or None for no clipping"),
+    ("clip_grad-zero", dict(clip_grad=0), r"^clip_grad: 0 is invalid"),
+]
+
+
+@pytest.mark.parametrize(
+    "changes, message", [row[1:] for row in PUBLISHED_OPTIMIZER_ERRORS],
+    ids=[row[0] for row in PUBLISHED_OPTIMIZER_ERRORS],
+)
+def test_published_optimizer_rejects(changes, message):
+    arguments = {"learning_rate": 1e-3, **changes}
+    with pytest.raises(ValueError, match=message):
+        published_optimizer(keras.Sequential(), **arguments)
 
 
 def test_window_length_other_than_the_models_is_refused_before_building():

@@ -23,6 +23,7 @@ import h5py
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from helpers import (
     REPOSITORY,
     SMALL,
@@ -38,7 +39,11 @@ from keras_hbehavemae.data import write_synthetic_dataset
 from keras_hbehavemae.data.recipes import PretrainingData
 from keras_hbehavemae.files.locking import read_holder
 from keras_hbehavemae.training import build_pretrainer, run_directory, run_pretraining
-from keras_hbehavemae.training.callbacks import EpochCheckpoint, NonFiniteLossError
+from keras_hbehavemae.training.callbacks import (
+    EpochCheckpoint,
+    NonFiniteLossError,
+    NonFiniteLossGuard,
+)
 from keras_hbehavemae.training.optimizer import published_optimizer
 
 CONFIG = HBehaveMAEConfig(**SMALL)
@@ -211,7 +216,8 @@ def test_non_finite_loss_stops_with_an_error_and_keeps_every_checkpoint(poisoned
                                                                       small_model):
     output = poisoned_run.output_dir  # NaN weights from epoch 2 on (see conftest.py)
     assert isinstance(poisoned_run.error, NonFiniteLossError)
-    assert re.search(r"non-finite loss \(nan\) at epoch 2, step 0.*kept.*checkpoint-epoch0001",
+    assert re.search(r"non-finite loss or gradient norm at epoch 2, step 0: the update was "
+                     r"skipped and training stopped.*kept.*checkpoint-epoch0001",
                      str(poisoned_run.error))
     assert sorted(os.listdir(output)) == poisoned_run.files_before
     assert run_directory.checkpoint_epochs(output) == [0, 1]
@@ -224,17 +230,79 @@ def test_non_finite_loss_stops_with_an_error_and_keeps_every_checkpoint(poisoned
 
 @pytest.mark.slow
 def test_nan_in_the_training_data_stops_the_first_epoch(tmp_path):
-    """NaN keypoints are not rejected by the model; the guard stops at the first NaN loss."""
+    """NaN keypoints in a `tf.data` batch cannot be rejected ahead: the step is skipped and
+    the guard stops at the first skipped step."""
     sequence = np.random.default_rng(0).normal(size=(60, 3, 24)).astype("float32")
     sequence[::7, 1, 5] = np.nan  # a few untracked values spread over every window
     data = PretrainingData("arrays", [sequence], None, num_frames=24, sliding_window=4)
     output = tmp_path / "run"
-    with pytest.raises(NonFiniteLossError, match=r"non-finite loss \(nan\) at epoch 0, step 0; "
-                                                 r"training stopped.*no epoch had completed.*"
+    with pytest.raises(NonFiniteLossError, match=r"non-finite loss or gradient norm at epoch 0, "
+                                                 r"step 0: the update was skipped and training "
+                                                 r"stopped.*no epoch had completed.*"
                                                  r"check the data for NaN/inf values"):
         run_pretraining(CONFIG, data, training(), str(output), verbose=0)
     assert run_directory.read_state(str(output)) is None
     assert run_directory.checkpoint_epochs(str(output)) == []
+
+
+# ---------------------------------------------------------------- a plain fit on NaN data
+
+
+def windows_with_nan(bad_batches):
+    """Four `SMALL` windows in batches of two; each batch in `bad_batches` holds one NaN."""
+    windows = np.random.default_rng(1).normal(size=(4, 24, 3, 24)).astype("float32")
+    for batch in bad_batches:
+        windows[2 * batch + 1, 13, 2, 7] = np.nan
+    return tf.data.Dataset.from_tensor_slices(windows).batch(2)
+
+
+def weight_values(model):
+    return [np.array(keras.ops.convert_to_numpy(v)) for v in model.weights]
+
+
+def optimizer_values(model):
+    return [np.array(keras.ops.convert_to_numpy(v)) for v in model.optimizer.variables]
+
+
+def test_a_plain_fit_skips_a_step_on_nan_keypoints_and_counts_it():
+    model = build_pretrainer(CONFIG)
+    model.compile(optimizer=published_optimizer(model, 1e-3))
+    model.optimizer.build(model.trainable_variables)
+    weights, optimizer = weight_values(model), optimizer_values(model)
+    every_batch_bad = model.fit(windows_with_nan([0, 1]), epochs=1, verbose=0).history
+    assert every_batch_bad["skipped_steps"] == [2.0]
+    assert np.isnan(every_batch_bad["loss"][0]), "no step was applied: no loss to report"
+    for before, after in zip(weights, weight_values(model), strict=True):
+        np.testing.assert_array_equal(after, before)  # skipped: the weights are untouched
+    for before, after in zip(optimizer, optimizer_values(model), strict=True):
+        np.testing.assert_array_equal(after, before)  # ... and so is the optimizer state
+    one_batch_bad = model.fit(windows_with_nan([1]), epochs=1, verbose=0).history
+    assert one_batch_bad["skipped_steps"] == [1.0]
+    assert np.isfinite(one_batch_bad["loss"][0]) and np.isfinite(one_batch_bad["grad_norm"][0])
+    assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 1
+    assert all(np.isfinite(value).all() for value in weight_values(model))
+    assert any(not np.array_equal(before, after)
+               for before, after in zip(weights, weight_values(model), strict=True))
+
+
+def test_the_guard_stops_at_a_skipped_step_even_with_a_finite_mean_loss():
+    guard = NonFiniteLossGuard()
+    guard.set_model(keras.Sequential())
+    guard.on_epoch_begin(3)
+    guard.on_train_batch_end(0, {"loss": 0.5, "skipped_steps": 0.0})
+    assert guard.error is None
+    guard.on_train_batch_end(1, {"loss": 0.5, "skipped_steps": 1.0})
+    assert guard.model.stop_training
+    assert str(guard.error) == ("non-finite loss or gradient norm at epoch 3, step 1: the update "
+                                "was skipped and training stopped")
+
+
+def test_an_epoch_with_a_skipped_step_is_not_checkpointed(small_model, tmp_path):
+    callback = EpochCheckpoint(str(tmp_path), epochs=5)
+    callback.set_model(small_model)
+    callback.on_epoch_end(0, {"loss": 0.5, "skipped_steps": 1.0})
+    callback.on_epoch_end(1, {"loss": float("nan"), "skipped_steps": 0.0})
+    assert os.listdir(tmp_path) == []
 
 
 # ---------------------------------------------------------------- hbehavemae pretrain
@@ -414,3 +482,40 @@ def test_an_output_dir_inside_the_data_folder_is_refused(tmp_path, capsys):
                             f"--path_to_data_dir '{tmp_path}'; input folders and files are "
                             "only read")
     assert not (tmp_path / "out").exists()
+# ---------------------------------------------------------------- no `value or default`
+
+
+def test_clip_grad_zero_is_no_clipping_and_said_so():
+    # The flag's documented 0 becomes None explicitly; TrainingConfig refuses a disguised 0.
+    script = pretrain_script()
+    assert script.training_config(parse_pretrain_flags("--clip_grad=0")).clip_grad is None
+    assert script.training_config(parse_pretrain_flags("--clip_grad=0.5")).clip_grad == 0.5
+    with pytest.raises(ValueError, match=r"^clip_grad: -1.0 is invalid"):
+        script.training_config(parse_pretrain_flags("--clip_grad=-1"))
+
+
+def test_an_empty_data_folder_flag_is_refused_not_replaced(tmp_path, capsys):
+    # `--path_to_data_dir=` used to fall back to OUTPUT_DIR/data (`path or default`).
+    flag_values = parse_pretrain_flags("--dataset=synthetic", "--path_to_data_dir=",
+                                       f"--output_dir={tmp_path / 'out'}", *TINY_FLAGS)
+    assert pretrain_script().run(flag_values) == 1
+    assert "--path_to_data_dir: '' is invalid: must name a file or folder" in (
+        capsys.readouterr().err)
+    assert not os.path.exists(tmp_path / "out")
+
+
+def test_an_empty_log_dir_is_refused_not_replaced(tmp_path):
+    with pytest.raises(ValueError, match=r"^log_dir: '' is invalid: must name a folder"):
+        run_pretraining(CONFIG, small_data(), training(), str(tmp_path / "run"), log_dir="",
+                        verbose=0)
+    assert not os.path.exists(tmp_path / "run" / "run_config.json")
+
+
+@pytest.mark.parametrize("stride", [0, -17])
+def test_a_sliding_window_of_zero_is_refused_not_replaced(stride):
+    # `sliding_window=0` used to become the published 17.
+    data = PretrainingData("arrays", small_data().train, None, num_frames=24,
+                           sliding_window=stride)
+    with pytest.raises(ValueError, match=rf"^sliding_window must be a positive integer, got "
+                                         rf"{stride}"):
+        data.steps_per_epoch(2)
