@@ -52,6 +52,23 @@ def _mean_over_replicas(gradients, context, clip_norm):
     return result, norm
 
 
+def _across_workers(logs):
+    """The step's logs in the form Keras reduces over several worker processes.
+
+    With `MultiWorkerMirroredStrategy` over several workers, Keras 3 averages each log over
+    all replicas with `strategy.reduce("MEAN", value, axis=0)`, which fails on a scalar
+    (keras-team/keras#20585). Shape `[1]` makes that the mean over the replicas, a scalar.
+    Elsewhere (one worker) the logs are returned unchanged.
+    """
+    import tensorflow as tf
+
+    strategy = tf.distribute.get_strategy()
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) or (
+            strategy.num_replicas_in_sync <= len(strategy.extended.worker_devices)):
+        return logs
+    return {name: ops.reshape(value, (1,)) for name, value in logs.items()}
+
+
 class _TensorFlowSteps:
     def train_step(self, data):
         import tensorflow as tf
@@ -70,12 +87,12 @@ class _TensorFlowSteps:
             grad_norm = global_norm(gradients)
         learning_rate = _current_learning_rate(self.optimizer)
         self.optimizer.apply(gradients, variables)
-        return self.update_pretraining_metrics(loss, grad_norm, learning_rate)
+        return _across_workers(self.update_pretraining_metrics(loss, grad_norm, learning_rate))
 
     def test_step(self, data):
         keypoints = _keypoints_from(data)
         loss = self.compute_pretraining_loss(keypoints, self(keypoints, training=False))
-        return self.update_pretraining_metrics(loss)
+        return _across_workers(self.update_pretraining_metrics(loss))
 
 
 class _TorchSteps:
