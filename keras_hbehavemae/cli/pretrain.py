@@ -20,12 +20,18 @@ False`; `--q_strides "2,1,4;2,1,6"`). Boolean flags accept `--norm_loss`,
 Rerunning the same command resumes an interrupted run from its last completed epoch; a
 different configuration for an existing `--output_dir` is refused (use a new one).
 Invalid settings print the error and exit with status 1.
+
+Several processes (machines) train one model with `--distribute multi_worker`: under JAX
+give every process `--coordinator_address HOST:PORT --num_processes N --process_id I` (or
+start them with srun, which JAX reads); under TensorFlow set `TF_CONFIG`. See the README,
+"Training on several processes".
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import traceback
 import warnings
 
 from absl import app, flags
@@ -120,8 +126,18 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
                       "longer first step.", **fv)
     flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16"], "Precision.",
                       **fv)
-    flags.DEFINE_enum("distribute", "none", ["none", "data_parallel"],
-                      "Data parallelism over local devices (JAX, TensorFlow).", **fv)
+    flags.DEFINE_enum("distribute", "none", ["none", "data_parallel", "multi_worker"],
+                      "Data parallelism (JAX, TensorFlow): data_parallel over the local "
+                      "devices, multi_worker over the devices of several processes.", **fv)
+    flags.DEFINE_string("coordinator_address", None, "multi_worker, JAX: HOST:PORT of process "
+                        "0 (default: from SLURM/Open MPI or JAX_COORDINATOR_ADDRESS).", **fv)
+    flags.DEFINE_integer("num_processes", None, "multi_worker, JAX: number of processes "
+                         "(default: from the cluster environment).", **fv)
+    flags.DEFINE_integer("process_id", None, "multi_worker, JAX: this process's id, 0 .. "
+                         "num_processes-1; process 0 writes the run folder (default: from the "
+                         "cluster environment).", **fv)
+    flags.DEFINE_integer("startup_timeout", 300, "multi_worker: seconds to wait for all "
+                         "processes to start.", lower_bound=1, **fv)
 
 
 def join_multi_value_flags(argv: list[str]) -> list[str]:
@@ -217,7 +233,27 @@ def training_config(flag_values):
         steps_per_epoch=flag_values.steps_per_epoch)
 
 
-def pretraining_data(flag_values, config):
+CLUSTER_FLAGS = ("coordinator_address", "num_processes", "process_id", "startup_timeout")
+
+
+def cluster_settings(flag_values):
+    """The `ClusterSettings` of `--distribute multi_worker`, else None."""
+    given = [name for name in CLUSTER_FLAGS if flag_values[name].present]
+    if flag_values.distribute != "multi_worker":
+        if given:
+            raise ValueError(f"--{given[0]} applies to --distribute multi_worker only")
+        return None
+    from keras_hbehavemae.training import ClusterSettings
+
+    return ClusterSettings(coordinator_address=flag_values.coordinator_address,
+                           num_processes=flag_values.num_processes,
+                           process_id=flag_values.process_id,
+                           startup_timeout=flag_values.startup_timeout)
+
+
+def pretraining_data(flag_values, config, distribution=None):
+    """The data of the run; with several processes (`distribution`) only process 0
+    generates the synthetic data, and the others wait for it."""
     from keras_hbehavemae.data.recipes import ensure_synthetic_dataset, load_pretraining_data
 
     if flag_values.num_frames is not None and flag_values.num_frames != config.input_size[0]:
@@ -231,9 +267,13 @@ def pretraining_data(flag_values, config):
         if len(counts) != 2 or min(counts) < 1:
             raise ValueError(f"synthetic_sequences: {flag_values.synthetic_sequences} is invalid: "
                              "give two positive counts, training and test, e.g. 32,8")
-        ensure_synthetic_dataset(path, seed=flag_values.seed, num_train_sequences=counts[0],
-                                 num_test_sequences=counts[1],
-                                 num_frames_per_sequence=flag_values.synthetic_frames)
+        if distribution is None or distribution.is_chief:
+            ensure_synthetic_dataset(path, seed=flag_values.seed,
+                                     num_train_sequences=counts[0],
+                                     num_test_sequences=counts[1],
+                                     num_frames_per_sequence=flag_values.synthetic_frames)
+        if distribution is not None:
+            distribution.barrier()
     elif path is None:
         raise ValueError(f"--dataset {flag_values.dataset} needs --path_to_data_dir")
     return load_pretraining_data(
@@ -243,22 +283,41 @@ def pretraining_data(flag_values, config):
                                                                       "data_augment")))
 
 
+def _leave(status: int) -> None:
+    """Ends a process of a multi-worker run at once: at a normal exit the JAX runtime would
+    wait for the other processes first."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
+
+
 def run(flag_values) -> int:
     """Runs the pretraining the flags describe; returns the exit status."""
-    from keras_hbehavemae.training import run_pretraining
+    from keras_hbehavemae.training import PeerLostError, run_pretraining, setup_distribution
     from keras_hbehavemae.training.callbacks import NonFiniteLossError
 
+    cluster = None
     try:
+        cluster = cluster_settings(flag_values)
+        # Several processes meet first: under JAX before anything else uses JAX.
+        distribution = setup_distribution("multi_worker", cluster) if cluster else None
         config = model_config(flag_values)
         training = training_config(flag_values)
-        data = pretraining_data(flag_values, config)
+        data = pretraining_data(flag_values, config, distribution)
         jit_compile = {"auto": "auto", "true": True, "false": False}[flag_values.jit_compile]
         run_pretraining(config, data, training, flag_values.output_dir,
                         log_dir=flag_values.log_dir or None, preset=flag_values.preset,
-                        jit_compile=jit_compile)
-    except (ValueError, OSError, NonFiniteLossError) as error:
+                        jit_compile=jit_compile, cluster=cluster)
+    except (ValueError, OSError, NonFiniteLossError, PeerLostError) as error:
         print(f"error: {error}", file=sys.stderr, flush=True)
+        if cluster is not None:
+            _leave(1)
         return 1
+    except Exception:
+        if cluster is None:
+            raise
+        traceback.print_exc()
+        _leave(1)
     return 0
 
 

@@ -6,11 +6,17 @@
 | `HeldOutLoss` | epochs with epoch % every == 0 | `model.evaluate` on the held-out split, logged as `test_loss` |
 | `EpochMetricsLog` | every epoch | one JSON line: `epoch`, `train_<metric>`, `test_loss` |
 | `StepScalars` | every n steps | TensorBoard scalars `loss`, `grad_norm`, `learning_rate` at the optimizer step |
+| `EpochScalars` | every epoch | TensorBoard scalars `epoch_<metric>` (and `epoch_test_loss`) at the epoch |
 | `EpochCheckpoint` | every epoch with a finite loss | checkpoint + `state.json`, then retention |
 
 They run in this order, so that `test_loss` reaches the log, TensorBoard and the progress bar,
 and an epoch is logged before it is checkpointed (a resumed run drops log lines of epochs
 that were not checkpointed).
+
+The writing callbacks read only host copies of the logs and variables, and
+`EpochCheckpoint` saves with any JAX distribution switched off: with several processes only
+process 0 runs them, and on JAX an operation on a variable spread over every process's
+devices would be a collective operation that the other processes never join.
 """  # noqa: E501
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import keras
 import numpy as np
 
 from keras_hbehavemae.training import run_directory
+from keras_hbehavemae.training.distribution import without_distribution
 
 
 class NonFiniteLossError(RuntimeError):
@@ -72,7 +79,10 @@ class HeldOutLoss(keras.callbacks.Callback):
     """Adds `test_loss` (masked loss over the whole held-out split) to the epoch logs.
 
     Runs at epochs with `epoch % every == 0` (0-based), with random masks and no
-    augmentation (SPEC §8), and not after a stopped (non-finite) epoch.
+    augmentation (SPEC §8), and not after a stopped (non-finite) epoch. The masks'
+    random state is put back afterwards: training draws the same masks whether or not,
+    and on how many batches, the held-out loss was evaluated (with several devices the
+    last partial held-out batch is left out).
     """
 
     def __init__(self, dataset, every: int = 5):
@@ -83,7 +93,9 @@ class HeldOutLoss(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if logs is None or epoch % self.every or self.model.stop_training:
             return
+        states = seed_generator_states(self.model)
         result = self.model.evaluate(self.dataset, verbose=0, return_dict=True)
+        restore_seed_generator_states(self.model, states)
         logs["test_loss"] = _to_float(result["loss"])
 
 
@@ -151,6 +163,34 @@ class StepScalars(keras.callbacks.Callback):
             self._writer.close()
 
 
+class EpochScalars(keras.callbacks.Callback):
+    """Per-epoch TensorBoard scalars under `log_dir/train`: `epoch_<name>` for every epoch
+    log (`epoch_loss`, `epoch_grad_norm`, `epoch_learning_rate`, `epoch_test_loss`), at the
+    0-based epoch, the tags `keras.callbacks.TensorBoard(update_freq="epoch")` writes."""
+
+    def __init__(self, log_dir: str):
+        super().__init__()
+        self.log_dir = os.path.join(log_dir, "train")
+        self._writer = None
+
+    def on_train_begin(self, logs=None):
+        import tensorflow as tf
+
+        self._writer = tf.summary.create_file_writer(self.log_dir)
+
+    def on_epoch_end(self, epoch, logs=None):
+        import tensorflow as tf
+
+        with self._writer.as_default(step=int(epoch)):
+            for name, value in (logs or {}).items():
+                tf.summary.scalar(f"epoch_{name}", _to_float(value))
+        self._writer.flush()
+
+    def on_train_end(self, logs=None):
+        if self._writer is not None:
+            self._writer.close()
+
+
 def seed_generator_states(model) -> list[list[int]]:
     """The states of the model's random seed generators (mask noise), in variable order.
 
@@ -198,7 +238,8 @@ class EpochCheckpoint(keras.callbacks.Callback):
         if loss is None or not math.isfinite(_to_float(loss)):
             return
         path = run_directory.checkpoint_path(self.output_dir, epoch)
-        run_directory.save_weights_atomically(self.model, path)
+        with without_distribution():
+            run_directory.save_weights_atomically(self.model, path)
         run_directory.write_state(self.output_dir, {
             "completed_epochs": int(epoch) + 1,
             "epochs": self.epochs,

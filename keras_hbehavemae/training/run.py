@@ -9,8 +9,9 @@ preset folder `output_dir/preset/`.
 Rerunning the same call after a crash (even `kill -9`) resumes from the last completed
 epoch: model and optimizer variables (moments and the step counter that drives the
 learning-rate schedule) come from the checkpoint, the epoch counter and the mask RNG state
-from `state.json`. The data pipeline restarts its (seeded) shuffle, so a resumed run sees
-a different window order than an uninterrupted one would.
+from `state.json`, and the (seeded) stream of training windows continues at the batch
+the next step would have had, so a resumed run sees the windows, augmentations and masks
+an uninterrupted one would.
 
 Building blocks: `TrainingConfig`, `setup_distribution`, `build_pretrainer`,
 `build_training_run`, `restore_checkpoint`.
@@ -50,14 +51,20 @@ from keras_hbehavemae.training import run_directory
 from keras_hbehavemae.training.callbacks import (
     EpochCheckpoint,
     EpochMetricsLog,
+    EpochScalars,
     HeldOutLoss,
     NonFiniteLossError,
     NonFiniteLossGuard,
     StepScalars,
     restore_seed_generator_states,
 )
+from keras_hbehavemae.training.cluster import ClusterSettings
 from keras_hbehavemae.training.config import PRECISIONS, TrainingConfig
-from keras_hbehavemae.training.distribution import Distribution, setup_distribution
+from keras_hbehavemae.training.distribution import (
+    Distribution,
+    check_same_devices,
+    setup_distribution,
+)
 from keras_hbehavemae.training.optimizer import (
     WarmupHalfCosineSchedule,
     published_optimizer,
@@ -97,16 +104,26 @@ class TrainingRun:
     steps_per_epoch: int
     learning_rate: float
 
-    def train_dataset(self):
-        """Endless training batches of `global_batch_size` (split across replicas)."""
-        return self.data.train_dataset(self.global_batch_size, self.training.seed,
-                                       self.model_config.input_size)
+    def train_dataset(self, first_step: int = 0):
+        """Endless training batches of `global_batch_size` (split across replicas; with
+        several processes, this process's block of each, see `Distribution.input`), from
+        the batch of step `first_step` on."""
+        return self.distribution.input(
+            lambda shard: self.data.train_dataset(
+                self.global_batch_size, self.training.seed, self.model_config.input_size,
+                shard=shard, first_step=first_step),
+            self.global_batch_size)
 
     def test_dataset(self):
         """Held-out batches (None without a held-out split). With several replicas the last
         partial batch is dropped, since JAX cannot split it evenly."""
-        return self.data.test_dataset(self.global_batch_size, self.model_config.input_size,
-                                      drop_remainder=self.distribution.num_replicas > 1)
+        if self.data.test is None:
+            return None
+        return self.distribution.input(
+            lambda shard: self.data.test_dataset(
+                self.global_batch_size, self.model_config.input_size,
+                drop_remainder=self.distribution.num_replicas > 1, shard=shard),
+            self.global_batch_size)
 
     def schedule_summary(self) -> dict[str, Any]:
         return schedule_summary(self.data, self.training, self.distribution)
@@ -217,6 +234,7 @@ def _run_config(model_config: HBehaveMAEConfig, data: PretrainingData,
             "keras_hbehavemae_version": __version__,
             "output_dir": os.path.abspath(output_dir),
             "log_dir": os.path.abspath(log_dir),
+            "processes": distribution.num_processes,
         },
     }
 
@@ -228,11 +246,12 @@ def _callbacks(run: TrainingRun, output_dir: str, log_dir: str, sessions: list, 
     test = run.test_dataset()
     if test is not None:
         callbacks.append(HeldOutLoss(test, training.test_every))
+    if not run.distribution.is_chief:  # only process 0 writes the run folder
+        return callbacks + list(extra)
     callbacks += [
         EpochMetricsLog(output_dir),
         StepScalars(log_dir, training.log_every_n_steps),
-        keras.callbacks.TensorBoard(log_dir, update_freq="epoch", write_graph=False,
-                                    profile_batch=0),
+        EpochScalars(log_dir),
         EpochCheckpoint(output_dir, training.epochs, training.checkpoint_every,
                         training.keep_last, sessions),
     ]
@@ -247,7 +266,8 @@ def _say(verbose, message: str) -> None:
 def run_pretraining(model_config: HBehaveMAEConfig, data: PretrainingData,
                     training: TrainingConfig, output_dir: str, *, log_dir: str | None = None,
                     preset: str | None = None, callbacks: list | tuple = (),
-                    verbose: str | int = "auto", jit_compile: bool | str = "auto") -> dict:
+                    verbose: str | int = "auto", jit_compile: bool | str = "auto",
+                    cluster: ClusterSettings | None = None) -> dict:
     """Trains (or resumes training) and writes the run directory; returns the final summary.
 
     Before training: `output_dir` and `log_dir` must be writable and hold room for two
@@ -263,46 +283,65 @@ def run_pretraining(model_config: HBehaveMAEConfig, data: PretrainingData,
         callbacks: extra Keras callbacks, run after the built-in ones.
         verbose: `model.fit`'s verbosity ("auto": progress bar); 0 also silences messages.
         jit_compile: as in `build_training_run` (XLA for TensorFlow on CPU: True).
+        cluster: with `training.distribute="multi_worker"`, this process's place among the
+            processes that train together (default: from the environment; see
+            `training.cluster`). Every process makes the same call; process 0 writes the
+            run folder (which all processes must see) and the others write nothing.
 
     Raises:
         ValueError: invalid settings, or `output_dir` holding a run with another
             configuration (the message names the differing keys).
         OSError: an unwritable folder or too little disk space.
         NonFiniteLossError: the loss became NaN/inf; every checkpoint is kept.
+        PeerLostError: another process of a multi-worker run stopped.
     """
     start = time.time()
     log_dir = log_dir or os.path.join(output_dir, "logs")
-    run_directory.check_writable(output_dir, "--output_dir")
-    run_directory.check_writable(log_dir, "--log_dir")
-    run_directory.remove_partial_files(output_dir)
-    distribution = setup_distribution(training.distribute)
-    run_directory.check_run_config(output_dir, _run_config(
-        model_config, data, training, distribution, preset, output_dir, log_dir))
+    distribution = setup_distribution(training.distribute, cluster)
+    chief = distribution.is_chief
+    verbose = verbose if chief else 0
+    if chief:
+        run_directory.check_writable(output_dir, "--output_dir")
+        run_directory.check_writable(log_dir, "--log_dir")
+        run_directory.remove_partial_files(output_dir)
+    run_config = _run_config(model_config, data, training, distribution, preset, output_dir,
+                             log_dir)
+    check_same_devices(run_directory.read_run_config(output_dir), distribution)
+    run_directory.check_run_config(output_dir, run_config, write=chief)
     state = run_directory.read_state(output_dir)
+    completed = 0 if state is None else state["completed_epochs"]
+    with distribution.collective_failures():
+        distribution.agree("the epochs completed in --output_dir", [completed],
+                           "every process must see the same --output_dir (a folder on a "
+                           "file system that all of them share)")
     run = build_training_run(model_config, data, training, distribution=distribution,
                              preset=preset if state is None else None, jit_compile=jit_compile)
-    run_directory.check_free_space(
-        output_dir, 2 * run_directory.checkpoint_bytes(run.model.count_params()), "--output_dir")
+    if chief:
+        run_directory.check_free_space(output_dir, 2 * run_directory.checkpoint_bytes(
+            run.model.count_params()), "--output_dir")
 
-    completed = 0
     if state is not None:
         restore_checkpoint(run, output_dir, state)
-        completed = state["completed_epochs"]
         _say(verbose, f"Resuming {output_dir} from {state['checkpoint']}: {completed} of "
                       f"{training.epochs} epochs done.")
-    run_directory.truncate_metrics(output_dir, completed)
+    if chief:
+        run_directory.truncate_metrics(output_dir, completed)
     sessions = (state or {}).get("sessions", []) + [{
         "start_epoch": completed,
         "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "backend": keras.config.backend(),
         "replicas": distribution.num_replicas,
+        "processes": distribution.num_processes,
     }]
     if completed < training.epochs:
         guard = NonFiniteLossGuard()
-        run.model.fit(run.train_dataset(), epochs=training.epochs, initial_epoch=completed,
-                      steps_per_epoch=run.steps_per_epoch, shuffle=False, verbose=verbose,
-                      callbacks=_callbacks(run, output_dir, log_dir, sessions, guard,
-                                           list(callbacks)))
+        with distribution.collective_failures():
+            run.model.fit(run.train_dataset(completed * run.steps_per_epoch),
+                          epochs=training.epochs, initial_epoch=completed,
+                          steps_per_epoch=run.steps_per_epoch, shuffle=False, verbose=verbose,
+                          callbacks=_callbacks(run, output_dir, log_dir, sessions, guard,
+                                               list(callbacks)))
+            distribution.barrier()  # process 0 has written the last checkpoint and state
         if guard.error is not None:
             last = run_directory.read_state(output_dir)
             kept = (f"the last good checkpoint is {last['checkpoint']} (epoch "
@@ -313,7 +352,10 @@ def run_pretraining(model_config: HBehaveMAEConfig, data: PretrainingData,
     else:
         _say(verbose, f"{output_dir}: all {training.epochs} epochs were already done.")
     state = run_directory.read_state(output_dir)
-    summary = write_final_outputs(run, output_dir, state, time.time() - start)
+    with distribution.collective_failures():
+        summary = write_final_outputs(run, output_dir, state, time.time() - start,
+                                      write=chief)
+        distribution.barrier()  # every process returns once process 0 has written the preset
     _say(verbose, f"Done: {output_dir} (train loss {summary['train_loss']:.4f}"
          + (f", test loss {summary['test_loss']:.4f}" if summary["test_loss"] is not None
             else "") + ").")
