@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 
+import h5py
 import keras
 import numpy as np
 import pytest
@@ -160,3 +161,38 @@ def test_jax_data_parallel_on_two_host_devices_trains(tmp_path):
                                                  "--xla_backend_optimization_level=0")
     assert result["replicas"] == 2 and result["steps"] == 3
     assert np.isfinite(result["train_loss"])
+
+
+# ---------------------------------------------------------------- resuming
+
+class StopAfterFirstEpoch(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        self.model.stop_training = True
+
+
+@pytest.mark.slow
+def test_a_resumed_run_trains_what_an_uninterrupted_one_does(tmp_path):
+    # The window stream continues at the next step's batch and the masks' random state
+    # comes back from state.json, so stopping after an epoch and resuming changes nothing.
+    from keras_hbehavemae import HBehaveMAEConfig
+    from keras_hbehavemae.training import run_pretraining
+
+    config, data = HBehaveMAEConfig(**SMALL), small_data(test=True)
+    settings = training(epochs=2, steps_per_epoch=3, test_every=1)
+    straight, resumed = str(tmp_path / "straight"), str(tmp_path / "resumed")
+    run_pretraining(config, data, settings, straight, verbose=0)
+    run_pretraining(config, data, settings, resumed, verbose=0,
+                    callbacks=[StopAfterFirstEpoch()])
+    assert run_directory.read_state(resumed)["completed_epochs"] == 1
+    run_pretraining(config, data, settings, resumed, verbose=0)
+    losses = [[line["train_loss"] for line in run_directory.read_metrics(folder)]
+              for folder in (straight, resumed)]
+    np.testing.assert_allclose(losses[1], losses[0], rtol=0, atol=1e-6)
+    with h5py.File(run_directory.checkpoint_path(straight, 1)) as one, h5py.File(
+            run_directory.checkpoint_path(resumed, 1)) as other:
+        names = []
+        one.visititems(lambda name, item: names.append(name)
+                       if isinstance(item, h5py.Dataset) else None)
+        for name in names:
+            np.testing.assert_allclose(other[name][()], one[name][()], rtol=0, atol=1e-6,
+                                       err_msg=name)

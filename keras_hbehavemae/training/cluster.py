@@ -216,7 +216,9 @@ def peer_failure(error: BaseException) -> bool:
 def peer_lost_error(error: BaseException, process_index: int, num_processes: int
                     ) -> PeerLostError:
     """The error that reports `error` (a failed collective operation) to the user."""
-    first_line = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    telling = [line for line in lines if any(word in line.lower() for word in _PEER_FAILURE_WORDS)]
+    first_line = (telling or lines or [""])[0][:300]
     return PeerLostError(
         f"process {process_index} of {num_processes}: training stopped because another "
         f"process of this run stopped or cannot be reached ({type(error).__name__}: "
