@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 
+import h5py
 import keras
 import numpy as np
 import pytest
@@ -88,20 +89,30 @@ DISTRIBUTED_RUN = textwrap.dedent("""
     from keras_hbehavemae.data.recipes import PretrainingData
     from keras_hbehavemae.training import TrainingConfig, run_pretraining
 
+    from keras_hbehavemae.models.masking import random_unit_mask
+    from keras_hbehavemae.training.callbacks import (
+        restore_seed_generator_states, seed_generator_states)
+
     class ReplicaMasks(keras.callbacks.Callback):
-        # After training: draw masks on every replica for one identical input each.
-        masks = None
+        # After training: draw masks on every replica for one identical input each, then
+        # the masks one device draws for the whole batch from the same random state.
+        masks = single = None
         def on_train_end(self, logs=None):
             if keras.config.backend() != "tensorflow":
                 return
             import tensorflow as tf
-            strategy = self.model.distribute_strategy
+            model, strategy = self.model, self.model.distribute_strategy
             same = np.zeros((2 * strategy.num_replicas_in_sync, 24, 3, 24), "float32")
             batch = next(iter(strategy.experimental_distribute_dataset(
                 tf.data.Dataset.from_tensor_slices(same).batch(len(same)))))
-            masks = strategy.run(lambda x: self.model(x)["mask"], args=(batch,))
+            states = seed_generator_states(model)
+            masks = strategy.run(lambda x: model(x)["mask"], args=(batch,))
             ReplicaMasks.masks = [np.asarray(m).astype(int).tolist()
                                   for m in strategy.experimental_local_results(masks)]
+            restore_seed_generator_states(model, states)
+            units, kept = model.geometry.num_mask_units, model.geometry.num_kept_units
+            ReplicaMasks.single = np.asarray(random_unit_mask(
+                len(same), units, kept, model.seed_generator)).astype(int).tolist()
 
     config = HBehaveMAEConfig(**json.loads(sys.argv[1]))
     rng = np.random.default_rng(0)
@@ -114,7 +125,7 @@ DISTRIBUTED_RUN = textwrap.dedent("""
     print("RESULT", json.dumps({"replicas": summary["replicas"],
                                 "train_loss": summary["train_loss"],
                                 "steps": summary["optimizer_steps"],
-                                "masks": ReplicaMasks.masks}))
+                                "masks": ReplicaMasks.masks, "single": ReplicaMasks.single}))
 """)
 
 
@@ -131,13 +142,15 @@ def run_distributed(tmp_path, **environment):
 
 @pytest.mark.slow
 @pytest.mark.skipif(BACKEND != "tensorflow", reason="MirroredStrategy: TensorFlow leg only")
-def test_mirrored_strategy_on_two_cpus_trains_with_different_masks_per_replica(tmp_path):
+def test_mirrored_strategy_on_two_cpus_trains_with_the_masks_of_one_device(tmp_path):
     result = run_distributed(tmp_path)
     assert result["replicas"] == 2 and result["steps"] == 3
     assert np.isfinite(result["train_loss"])
     first, second = (np.array(masks) for masks in result["masks"])
     assert first.shape == second.shape == (2, 12) and (first.sum(1) == 3).all()
     assert not np.array_equal(first, second), "replicas must draw their own masks"
+    # Each replica's rows of the global batch get the masks one device would draw for them.
+    np.testing.assert_array_equal(np.concatenate([first, second]), result["single"])
 
 
 @pytest.mark.slow
@@ -148,3 +161,38 @@ def test_jax_data_parallel_on_two_host_devices_trains(tmp_path):
                                                  "--xla_backend_optimization_level=0")
     assert result["replicas"] == 2 and result["steps"] == 3
     assert np.isfinite(result["train_loss"])
+
+
+# ---------------------------------------------------------------- resuming
+
+class StopAfterFirstEpoch(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        self.model.stop_training = True
+
+
+@pytest.mark.slow
+def test_a_resumed_run_trains_what_an_uninterrupted_one_does(tmp_path):
+    # The window stream continues at the next step's batch and the masks' random state
+    # comes back from state.json, so stopping after an epoch and resuming changes nothing.
+    from keras_hbehavemae import HBehaveMAEConfig
+    from keras_hbehavemae.training import run_pretraining
+
+    config, data = HBehaveMAEConfig(**SMALL), small_data(test=True)
+    settings = training(epochs=2, steps_per_epoch=3, test_every=1)
+    straight, resumed = str(tmp_path / "straight"), str(tmp_path / "resumed")
+    run_pretraining(config, data, settings, straight, verbose=0)
+    run_pretraining(config, data, settings, resumed, verbose=0,
+                    callbacks=[StopAfterFirstEpoch()])
+    assert run_directory.read_state(resumed)["completed_epochs"] == 1
+    run_pretraining(config, data, settings, resumed, verbose=0)
+    losses = [[line["train_loss"] for line in run_directory.read_metrics(folder)]
+              for folder in (straight, resumed)]
+    np.testing.assert_allclose(losses[1], losses[0], rtol=0, atol=1e-6)
+    with h5py.File(run_directory.checkpoint_path(straight, 1)) as one, h5py.File(
+            run_directory.checkpoint_path(resumed, 1)) as other:
+        names = []
+        one.visititems(lambda name, item: names.append(name)
+                       if isinstance(item, h5py.Dataset) else None)
+        for name in names:
+            np.testing.assert_allclose(other[name][()], one[name][()], rtol=0, atol=1e-6,
+                                       err_msg=name)

@@ -38,6 +38,11 @@ process that holds the folder. SIGTERM (or Ctrl-C) stops the run at the next ste
 boundary, keeps the last completed epoch's checkpoint, prints one line and exits with
 status 143 (Ctrl-C: 130); rerun the command to resume.
 Invalid settings print the error and exit with status 1.
+
+Several processes (machines) train one model with `--distribute multi_worker`: under JAX
+give every process `--coordinator_address HOST:PORT --num_processes N --process_id I` (or
+start them with srun, which JAX reads); under TensorFlow set `TF_CONFIG`. See the README,
+"Training on several processes".
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import traceback
 import warnings
 
 from absl import flags
@@ -156,8 +162,18 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
                          "embed --control`. --epochs 0 saves only that preset.", **fv)
     flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16"], "Precision.",
                       **fv)
-    flags.DEFINE_enum("distribute", "none", ["none", "data_parallel"],
-                      "Data parallelism over local devices (JAX, TensorFlow).", **fv)
+    flags.DEFINE_enum("distribute", "none", ["none", "data_parallel", "multi_worker"],
+                      "Data parallelism (JAX, TensorFlow): data_parallel over the local "
+                      "devices, multi_worker over the devices of several processes.", **fv)
+    flags.DEFINE_string("coordinator_address", None, "multi_worker, JAX: HOST:PORT of process "
+                        "0 (default: from SLURM/Open MPI or JAX_COORDINATOR_ADDRESS).", **fv)
+    flags.DEFINE_integer("num_processes", None, "multi_worker, JAX: number of processes "
+                         "(default: from the cluster environment).", **fv)
+    flags.DEFINE_integer("process_id", None, "multi_worker, JAX: this process's id, 0 .. "
+                         "num_processes-1; process 0 writes the run folder (default: from the "
+                         "cluster environment).", **fv)
+    flags.DEFINE_integer("startup_timeout", 300, "multi_worker: seconds to wait for all "
+                         "processes to start.", lower_bound=1, **fv)
     define_pose_flags(flag_values)
 
 
@@ -283,7 +299,27 @@ def training_config(flag_values):
         steps_per_epoch=_setting(flag_values, "steps_per_epoch"))
 
 
-def pretraining_data(flag_values, config):
+CLUSTER_FLAGS = ("coordinator_address", "num_processes", "process_id", "startup_timeout")
+
+
+def cluster_settings(flag_values):
+    """The `ClusterSettings` of `--distribute multi_worker`, else None."""
+    given = [name for name in CLUSTER_FLAGS if flag_values[name].present]
+    if flag_values.distribute != "multi_worker":
+        if given:
+            raise ValueError(f"--{given[0]} applies to --distribute multi_worker only")
+        return None
+    from keras_hbehavemae.training import ClusterSettings
+
+    return ClusterSettings(coordinator_address=flag_values.coordinator_address,
+                           num_processes=flag_values.num_processes,
+                           process_id=flag_values.process_id,
+                           startup_timeout=flag_values.startup_timeout)
+
+
+def pretraining_data(flag_values, config, distribution=None):
+    """The data of the run; with several processes (`distribution`) only process 0
+    generates the synthetic data, and the others wait for it."""
     from keras_hbehavemae.data.recipes import ensure_synthetic_dataset, load_pretraining_data
 
     if flag_values.num_frames is not None and flag_values.num_frames != config.input_size[0]:
@@ -302,10 +338,14 @@ def pretraining_data(flag_values, config):
         if len(counts) != 2 or min(counts) < 1:
             raise ValueError(f"synthetic_sequences: {flag_values.synthetic_sequences} is invalid: "
                              "give two positive counts, training and test, e.g. 32,8")
-        ensure_synthetic_dataset(path, seed=flag_values.seed, num_train_sequences=counts[0],
-                                 num_test_sequences=counts[1],
-                                 num_frames_per_sequence=flag_values.synthetic_frames,
-                                 flag=flag)
+        if distribution is None or distribution.is_chief:
+            ensure_synthetic_dataset(path, seed=flag_values.seed,
+                                     num_train_sequences=counts[0],
+                                     num_test_sequences=counts[1],
+                                     num_frames_per_sequence=flag_values.synthetic_frames,
+                                     flag=flag)
+        if distribution is not None:
+            distribution.barrier()
     elif path is None:
         raise ValueError(f"--dataset {flag_values.dataset} needs --path_to_data_dir")
     return load_pretraining_data(
@@ -338,22 +378,45 @@ def save_initial_only(flag_values, config) -> str:
     return directory
 
 
+def _leave(status: int) -> None:
+    """Ends a process of a multi-worker run at once: at a normal exit the JAX runtime would
+    wait for the other processes first."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
+
+
 def run(flag_values) -> int:
     """Runs the pretraining the flags describe; returns the exit status (0 done, 1 an error,
     128 + the signal number for a run stopped by SIGTERM or Ctrl-C)."""
+    import contextlib
+
     from keras_hbehavemae.files.atomic import check_output_is_not_input
     from keras_hbehavemae.files.locking import FolderInUseError, FolderLock
-    from keras_hbehavemae.training import TrainingInterrupted, run_pretraining
+    from keras_hbehavemae.training import (
+        PeerLostError,
+        TrainingInterrupted,
+        run_pretraining,
+        setup_distribution,
+    )
     from keras_hbehavemae.training.callbacks import NonFiniteLossError
 
+    cluster = None
     try:
         check_output_is_not_input(flag_values.output_dir, "--output_dir", {
             "--path_to_data_dir": flag_values.path_to_data_dir,
             "--held_out_path": flag_values.held_out_path, "--preset": flag_values.preset},
             may_hold_inputs=True)
+        cluster = cluster_settings(flag_values)
+        # Several processes meet first: under JAX before anything else uses JAX.
+        distribution = setup_distribution("multi_worker", cluster) if cluster else None
         jit_compile = {"auto": "auto", "true": True, "false": False}[flag_values.jit_compile]
-        # The lock covers the run's own data folder too: no second run generates into it.
-        with FolderLock(flag_values.output_dir, flag="--output_dir"):
+        # One writer per run folder, the lock covering the run's own data folder too. Of
+        # several processes, process 0 is the writer (the others write nothing).
+        writer = distribution is None or distribution.is_chief
+        lock = (FolderLock(flag_values.output_dir, flag="--output_dir") if writer
+                else contextlib.nullcontext())
+        with lock:
             data = None
             if flag_values.data is not None:  # your pose-tracking files
                 config, data = pose_pretraining(
@@ -363,24 +426,38 @@ def run(flag_values) -> int:
             else:
                 config = model_config(flag_values)
             if _setting(flag_values, "epochs") == 0:
+                if cluster is not None:
+                    raise ValueError("epochs: 0 is invalid with --distribute multi_worker: "
+                                     "the initial weights are written by one process")
                 directory = save_initial_only(flag_values, config)
                 print(f"wrote {directory} (the initial weights, seed {flag_values.seed}; "
                       "nothing trained)", flush=True)
                 return 0
             training = training_config(flag_values)
             if data is None:
-                data = pretraining_data(flag_values, config)
+                data = pretraining_data(flag_values, config, distribution)
             run_pretraining(config, data, training, flag_values.output_dir,
                             log_dir=None if flag_values.log_dir == "" else flag_values.log_dir,
                             preset=flag_values.preset,
                             jit_compile=jit_compile, save_initial=flag_values.save_initial,
-                            allow_random_weights=flag_values.allow_random_weights)
+                            allow_random_weights=flag_values.allow_random_weights,
+                            cluster=cluster)
     except TrainingInterrupted as stopped:
         print(str(stopped), file=sys.stderr, flush=True)
+        if cluster is not None:
+            _leave(stopped.exit_status)
         return stopped.exit_status
-    except (ValueError, OSError, ImportError, NonFiniteLossError, FolderInUseError) as error:
+    except (ValueError, OSError, ImportError, NonFiniteLossError, FolderInUseError,
+            PeerLostError) as error:
         print(f"error: {error}", file=sys.stderr, flush=True)
+        if cluster is not None:
+            _leave(1)
         return 1
+    except Exception:
+        if cluster is None:
+            raise
+        traceback.print_exc()
+        _leave(1)
     return 0
 
 

@@ -8,9 +8,15 @@ so neither padded copies nor all windows are ever materialised.
 
 Per window, in the published order: gather, `augment(window, seed)` in raw
 units (pixels for MABe22), `normalise(window)`, cast to float32. Each element
-gets its own `[2]` seed from `tf.data.Dataset.random(seed)`, re-drawn every
-epoch, so augmentation is fresh per item and per epoch yet the whole pipeline is
-deterministic for a given `seed`.
+gets its own `[2]` seed, re-drawn every epoch, so augmentation is fresh per item
+and per epoch yet the whole pipeline is deterministic for a given `seed`.
+
+An endless training stream (`repeat=True`) is a stateless function of `seed`: the
+window order and the seeds of pass p come from the key `(seed, p)`. Every iterator
+over it therefore yields the same stream (TensorFlow's distribution strategies
+iterate a dataset once before training), and it can start at any window
+(`first_window`: a resumed run continues the stream where it stopped). A single
+pass (`repeat=False`) reshuffles on every iteration, as `tf.data` does.
 
 The datasets yield only `x`, float32 `[batch, num_frames, H, W]`: the model
 computes its reconstruction targets from `x`.
@@ -101,6 +107,8 @@ def window_dataset(
     seed: int = 0,
     drop_remainder: bool = False,
     repeat: bool = False,
+    shard: tuple[int, int] | None = None,
+    first_window: int = 0,
 ) -> tf.data.Dataset:
     """Batches the windows of `plan`, gathered from `sequences`, as float32 `[B, T, H, W]`.
 
@@ -114,11 +122,20 @@ def window_dataset(
         normalise: optional `normalise(window) -> window`, applied after `augment`.
         shuffle: shuffle all windows, differently every epoch, from `seed`.
         seed: the seed of the shuffle and of the per-element augmentation seeds.
-        drop_remainder: drop the last incomplete batch.
-        repeat: repeat forever (each repetition reshuffled).
+        drop_remainder: drop the last incomplete batch (with `repeat`: of every pass).
+        repeat: repeat forever (each pass reshuffled), as one stream that every
+            iterator yields alike.
+        shard: `(count, index)`, for one of `count` processes that train together: of
+            every batch of `batch_size` windows keep only the `index`-th of `count` equal
+            blocks (`batch_size // count` windows), chosen before any window is gathered,
+            so each process gathers only its own windows, with the augmentation seeds the
+            whole batch gives them. Needs `drop_remainder=True`.
+        first_window: with `repeat`, start the stream at this window (counted over all
+            passes, after each pass's remainder is dropped) instead of at 0.
 
     Returns:
-        A `tf.data.Dataset` of float32 `[batch, num_frames, H, W]`.
+        A `tf.data.Dataset` of float32 `[batch, num_frames, H, W]` (`[batch // count, ...]`
+        with `shard`).
 
     Example:
         >>> from keras_hbehavemae.data.windows import extraction_windows
@@ -134,11 +151,19 @@ def window_dataset(
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     height, width = arrays[0].shape[1:]
     num_frames, sampling_rate = plan.num_frames, plan.sampling_rate
-    if drop_remainder and not repeat and len(plan) < batch_size:
+    if drop_remainder and len(plan) < batch_size:
         raise ValueError(
             f"only {len(plan)} windows, fewer than batch_size={batch_size}, so drop_remainder=True "
             "would leave no batch"
         )
+
+    if shard is not None:
+        count, index = shard
+        if not (0 <= index < count and batch_size % count == 0 and drop_remainder):
+            raise ValueError(
+                f"shard={shard!r} is invalid for batch_size={batch_size}: give (count, index) "
+                "with 0 <= index < count, a batch_size divisible by count and "
+                "drop_remainder=True")
 
     offsets = np.concatenate([[0], np.cumsum([array.shape[0] for array in arrays])[:-1]])
     table = np.stack(
@@ -162,16 +187,53 @@ def window_dataset(
             window = normalise(window)
         return tf.ensure_shape(tf.cast(window, tf.float32), [num_frames, height, width])
 
-    dataset = tf.data.Dataset.from_tensor_slices(table)
-    if shuffle:
-        dataset = dataset.shuffle(len(table), seed=seed, reshuffle_each_iteration=True)
+    if int(first_window) != first_window or first_window < 0 or (first_window and not repeat):
+        raise ValueError(f"first_window must be an integer >= 0 (and 0 without repeat), got "
+                         f"{first_window!r}")
     if repeat:
-        dataset = dataset.repeat()
-    element_seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-    dataset = tf.data.Dataset.zip((dataset, element_seeds))
+        dataset = _endless_stream(table, shuffle, seed, batch_size if drop_remainder else 1,
+                                  int(first_window))
+    else:
+        dataset = tf.data.Dataset.from_tensor_slices(table)
+        if shuffle:
+            dataset = dataset.shuffle(len(table), seed=seed, reshuffle_each_iteration=True)
+        element_seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+        dataset = tf.data.Dataset.zip((dataset, element_seeds.batch(2)))
+    if shard is not None:
+        block = batch_size // count
+        first, last = index * block, (index + 1) * block
+        dataset = dataset.batch(int(batch_size), drop_remainder=True).map(
+            lambda rows, seeds: (rows[first:last], seeds[first:last])).unbatch()
+        batch_size = block
     dataset = dataset.map(make_window, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     dataset = dataset.batch(int(batch_size), drop_remainder=drop_remainder)
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def _endless_stream(table: np.ndarray, shuffle: bool, seed: int, multiple: int,
+                    first_window: int) -> tf.data.Dataset:
+    """`(row, element seed)` pairs of pass after pass over `table`, from `first_window` on.
+
+    Pass p takes its order and seeds from the key `(seed, p)` (stateless random ops) and
+    keeps its first `multiple`·⌊N / multiple⌋ windows (whole batches only).
+    """
+    num_windows = len(table) // multiple * multiple
+    rows_of_table = tf.constant(table)
+
+    def one_pass(index: tf.Tensor) -> tf.data.Dataset:
+        key = tf.stack([tf.constant(seed, tf.int64), index])  # the pass's own random key
+        order = tf.range(len(table))
+        if shuffle:
+            order = tf.random.experimental.stateless_shuffle(order, seed=key)
+        rows = tf.gather(rows_of_table, order[:num_windows])  # [N', 3]
+        element_seeds = tf.random.stateless_uniform(  # [N', 2], any int64
+            [num_windows, 2], tf.random.experimental.stateless_fold_in(key, 1),
+            minval=None, maxval=None, dtype=tf.int64)
+        return tf.data.Dataset.from_tensor_slices((rows, element_seeds))
+
+    first_pass, skipped = divmod(first_window, num_windows)
+    passes = tf.data.Dataset.range(first_pass, np.iinfo(np.int64).max)
+    return passes.flat_map(one_pass).skip(skipped)
 
 
 def make_pretraining_dataset(
@@ -188,6 +250,8 @@ def make_pretraining_dataset(
     repeat: bool = False,
     expected_input_size: tuple[int, int, int] | None = None,
     padding: Literal["both_ends", "end_only"] = "both_ends",
+    shard: tuple[int, int] | None = None,
+    first_window: int = 0,
 ) -> tf.data.Dataset:
     """The pre-training dataset: shuffled, augmented, normalised windows.
 
@@ -208,6 +272,8 @@ def make_pretraining_dataset(
             and the sequences' `(H, W)`.
         padding: "both_ends" (60 before, 59 after for long windows) or
             "end_only" (hBABEL).
+        shard: `(count, index)`: this process's block of every batch (see `window_dataset`).
+        first_window: where the stream of windows starts (see `window_dataset`).
 
     Returns:
         A `tf.data.Dataset` yielding `x` only, float32 `[batch_size, num_frames, H, W]`.
@@ -229,7 +295,8 @@ def make_pretraining_dataset(
         [array.shape[0] for array in arrays], num_frames, sliding_window, sampling_rate, padding
     )
     return window_dataset(
-        arrays, plan, batch_size, augment, normalise, shuffle, seed, drop_remainder, repeat
+        arrays, plan, batch_size, augment, normalise, shuffle, seed, drop_remainder, repeat,
+        shard, first_window
     )
 
 
@@ -242,8 +309,11 @@ def make_evaluation_dataset(
     normalise: Normalisation | None = None,
     expected_input_size: tuple[int, int, int] | None = None,
     padding: Literal["both_ends", "end_only"] = "both_ends",
+    drop_remainder: bool = False,
+    shard: tuple[int, int] | None = None,
 ) -> tf.data.Dataset:
-    """The held-out dataset: the training windows in order, unaugmented, last batch kept.
+    """The held-out dataset: the training windows in order, unaugmented, last batch kept
+    (unless `drop_remainder`).
 
     Arguments as in `make_pretraining_dataset`. Used for the held-out loss.
 
@@ -258,4 +328,5 @@ def make_evaluation_dataset(
     plan = _plan_for(
         [array.shape[0] for array in arrays], num_frames, sliding_window, sampling_rate, padding
     )
-    return window_dataset(arrays, plan, batch_size, normalise=normalise)
+    return window_dataset(arrays, plan, batch_size, normalise=normalise,
+                          drop_remainder=drop_remainder, shard=shard)

@@ -96,22 +96,35 @@ class PretrainingData:
                 f"than one batch of {global_batch_size}; use a smaller --batch_size or more data")
         return steps
 
-    def train_dataset(self, global_batch_size: int, seed: int, input_size=None):
-        """Endless `tf.data` of training batches; every pass over it is one reshuffled epoch."""
+    def train_dataset(self, global_batch_size: int, seed: int, input_size=None,
+                      shard: tuple[int, int] | None = None, first_step: int = 0):
+        """Endless `tf.data` of training batches; every pass over the windows is reshuffled.
+
+        `shard=(count, index)`: yield only this process's block of every global batch
+        (see `pipeline.window_dataset`). `first_step`: start with the batch that step
+        would get (the stream is the same whatever the start: a resumed run continues it).
+        """
         from keras_hbehavemae.data.pipeline import make_pretraining_dataset
 
-        dataset = make_pretraining_dataset(
+        return make_pretraining_dataset(
             self.train, self.num_frames, global_batch_size, self.sliding_window,
             self.sampling_rate, self.augment, self.normalise, shuffle=True, seed=seed,
-            drop_remainder=True, expected_input_size=input_size, padding=self.padding)
-        return dataset.repeat()
+            drop_remainder=True, repeat=True, expected_input_size=input_size,
+            padding=self.padding, shard=shard, first_window=first_step * global_batch_size)
 
-    def test_dataset(self, batch_size: int, input_size=None, drop_remainder: bool = False):
-        """The held-out windows in order, unaugmented (None without a held-out split)."""
+    def test_dataset(self, batch_size: int, input_size=None, drop_remainder: bool = False,
+                     shard: tuple[int, int] | None = None):
+        """The held-out windows in order, unaugmented (None without a held-out split);
+        `shard` as in `train_dataset` (it needs `drop_remainder`)."""
         if self.test is None:
             return None
         from keras_hbehavemae.data.pipeline import make_evaluation_dataset
 
+        if shard is not None:
+            return make_evaluation_dataset(
+                self.test, self.num_frames, batch_size, self.sliding_window,
+                self.sampling_rate, self.normalise, expected_input_size=input_size,
+                padding=self.padding, drop_remainder=True, shard=shard)
         dataset = make_evaluation_dataset(
             self.test, self.num_frames, batch_size, self.sliding_window, self.sampling_rate,
             self.normalise, expected_input_size=input_size, padding=self.padding)

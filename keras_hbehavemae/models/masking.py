@@ -28,31 +28,36 @@ def _tensorflow_replica_context():
 
 
 def unit_noise(shape, seed):
-    """U[0, 1) noise of `shape` from `seed` (a `keras.random.SeedGenerator` or an int).
+    """U[0, 1) noise of `shape` `[rows, units]` from `seed` (a `keras.random.SeedGenerator`
+    or an int).
 
-    Under a TensorFlow strategy with several replicas (`MirroredStrategy`), every replica
-    holds a copy of the same seed-generator state and would draw identical noise, so all
-    replicas would mask their samples identically; masks must differ per replica. There the
-    drawn seed is folded with the replica id, giving each replica its own stream; everywhere
-    else (one device, JAX `DataParallel`, which draws one global batch of noise) the draw is
-    the plain `keras.random.uniform`.
+    Under a TensorFlow strategy with several replicas (`MirroredStrategy`, or
+    `MultiWorkerMirroredStrategy` over several processes), every replica holds a copy of the
+    same seed-generator state. Each replica draws the noise of the whole global batch
+    (`rows` × replicas rows, as one device would for that batch) and keeps its own block
+    of rows: replica r holds rows [r·rows, (r+1)·rows) of the global batch, the order in
+    which the strategies split a batch. The replicas therefore mask their samples
+    differently, and exactly as one device masks the same global batch. Everywhere else
+    (one device; JAX `DataParallel`, which draws the global batch's noise in one sharded
+    computation) the draw is the plain `keras.random.uniform`.
     """
     context = _tensorflow_replica_context()
     if context is None:
         return keras.random.uniform(shape, seed=seed)
     import tensorflow as tf
 
-    drawn = seed.next() if isinstance(seed, keras.random.SeedGenerator) else [int(seed), 0]
-    replica_seed = tf.random.experimental.stateless_fold_in(
-        tf.cast(drawn, "int64"), context.replica_id_in_sync_group)
-    return tf.random.stateless_uniform(shape, seed=replica_seed, dtype="float32")
+    rows, units = shape
+    replicas = context.num_replicas_in_sync
+    noise = keras.random.uniform((rows * replicas, units), seed=seed)  # [R·rows, U]
+    first = context.replica_id_in_sync_group * rows
+    return tf.slice(noise, tf.stack([first, 0]), tf.stack([rows, units]))  # [rows, U]
 
 
 def random_unit_mask(batch_size, num_units: int, num_kept: int, seed):
     """`[B, U]` bool keeping the `num_kept` units with the smallest uniform noise.
 
-    `seed` is a `keras.random.SeedGenerator` or an int; see `unit_noise` for how replicas
-    of a TensorFlow `MirroredStrategy` get independent masks.
+    `seed` is a `keras.random.SeedGenerator` or an int; see `unit_noise` for how the
+    replicas of a TensorFlow strategy draw the masks one device would draw.
     """
     noise = unit_noise((batch_size, num_units), seed)
     kept_ids = ops.argsort(noise, axis=1)[:, :num_kept]  # [B, K]

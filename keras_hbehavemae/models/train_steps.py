@@ -98,6 +98,21 @@ def _apply_if_finite(optimizer, gradients, variables, finite):
 
     tf.distribute.get_replica_context().merge_call(cross_replica,
                                                    args=(gradients, variables, finite))
+def _across_workers(logs):
+    """The step's logs in the form Keras reduces over several worker processes.
+
+    With `MultiWorkerMirroredStrategy` over several workers, Keras 3 averages each log over
+    all replicas with `strategy.reduce("MEAN", value, axis=0)`, which fails on a scalar
+    (keras-team/keras#20585). Shape `[1]` makes that the mean over the replicas, a scalar.
+    Elsewhere (one worker) the logs are returned unchanged.
+    """
+    import tensorflow as tf
+
+    strategy = tf.distribute.get_strategy()
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) or (
+            strategy.num_replicas_in_sync <= len(strategy.extended.worker_devices)):
+        return logs
+    return {name: ops.reshape(value, (1,)) for name, value in logs.items()}
 
 
 class _TensorFlowSteps:
@@ -125,12 +140,14 @@ class _TensorFlowSteps:
             finite = is_finite_step(loss, grad_norm)
         learning_rate = _current_learning_rate(self.optimizer)
         _apply_if_finite(self.optimizer, gradients, variables, finite)
-        return self.update_pretraining_metrics(loss, grad_norm, learning_rate, applied=finite)
+        return _across_workers(self.update_pretraining_metrics(loss, grad_norm, learning_rate,
+                                                               applied=finite))
 
     def test_step(self, data):
         keypoints, mask = self.batch_inputs(data)
         outputs = self.checked_forward(keypoints, mask, training=False)
-        return self.update_pretraining_metrics(self.pretraining_loss(keypoints, outputs))
+        return _across_workers(
+            self.update_pretraining_metrics(self.pretraining_loss(keypoints, outputs)))
 
 
 class _TorchSteps:

@@ -3,7 +3,8 @@
 | module | concept |
 |---|---|
 | `config` | `TrainingConfig`, the training settings |
-| `distribution` | one device, or data parallelism over local devices |
+| `distribution` | one device, data parallelism over the local devices, or over several processes |
+| `cluster` | the processes of a multi-worker run: start-up, and a lost process |
 | `optimizer` | the published AdamW, learning-rate schedule and weight-decay exclusions |
 | `run` | `build_training_run`, `run_pretraining` (resume, checkpoints) |
 | `callbacks` | the run's Keras callbacks (metrics, checkpoints, NaN guard) |
@@ -13,6 +14,7 @@
 """
 
 from keras_hbehavemae.training.callbacks import LogWriteError, NonFiniteLossError
+from keras_hbehavemae.training.cluster import ClusterSettings, PeerLostError
 from keras_hbehavemae.training.config import TrainingConfig
 from keras_hbehavemae.training.distribution import Distribution, setup_distribution
 from keras_hbehavemae.training.optimizer import published_optimizer, scaled_learning_rate
@@ -27,9 +29,11 @@ from keras_hbehavemae.training.run import (
 from keras_hbehavemae.training.stopping import TrainingInterrupted
 
 __all__ = [
+    "ClusterSettings",
     "Distribution",
     "LogWriteError",
     "NonFiniteLossError",
+    "PeerLostError",
     "TrainingConfig",
     "TrainingInterrupted",
     "TrainingRun",

@@ -6,7 +6,7 @@
 | `HeldOutLoss` | epochs with epoch % every == 0 | `model.evaluate` on the held-out split, logged as `test_loss` |
 | `EpochMetricsLog` | every epoch | one JSON line: `epoch`, `train_<metric>`, `test_loss` |
 | `StepScalars` | every n steps | TensorBoard scalars `loss`, `grad_norm`, `learning_rate` at the optimizer step |
-| `EpochTensorBoard` | every epoch | Keras's TensorBoard epoch curves |
+| `EpochScalars` | every epoch | TensorBoard scalars `epoch_<metric>` (and `epoch_test_loss`) at the epoch |
 | `EpochCheckpoint` | every complete epoch without a skipped step | checkpoint + `state.json`, then retention |
 | `stopping.GracefulStop` | every step | stops at the next step boundary after SIGTERM / Ctrl-C |
 
@@ -18,6 +18,11 @@ neither logged nor checkpointed.
 A TensorBoard write that fails (a full disk, a folder removed under the run) stops
 training with `LogWriteError`, an `OSError` whose one-line message names the log folder;
 the epochs checkpointed before stay as they are.
+
+The writing callbacks read only host copies of the logs and variables, and
+`EpochCheckpoint` saves with any JAX distribution switched off: with several processes only
+process 0 runs them, and on JAX an operation on a variable spread over every process's
+devices would be a collective operation that the other processes never join.
 """  # noqa: E501
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import keras
 import numpy as np
 
 from keras_hbehavemae.training import run_directory
+from keras_hbehavemae.training.distribution import without_distribution
 from keras_hbehavemae.training.stopping import StopRequest
 
 
@@ -120,7 +126,9 @@ class HeldOutLoss(keras.callbacks.Callback):
 
     Runs at epochs with `epoch % every == 0` (0-based), with random masks and no
     augmentation, and neither after a stopped (non-finite) epoch nor once a stop signal
-    arrived (`stop`).
+    arrived (`stop`). The masks' random state is put back afterwards: training draws the
+    same masks whether or not, and on how many batches, the held-out loss was evaluated
+    (with several devices the last partial held-out batch is left out).
     """
 
     def __init__(self, dataset, every: int = 5, stop: StopRequest | None = None):
@@ -133,7 +141,9 @@ class HeldOutLoss(keras.callbacks.Callback):
         if (logs is None or epoch % self.every or self.model.stop_training
                 or self.stop.requested is not None):
             return
+        states = seed_generator_states(self.model)
         result = self.model.evaluate(self.dataset, verbose=0, return_dict=True)
+        restore_seed_generator_states(self.model, states)
         logs["test_loss"] = _to_float(result["loss"])
 
 
@@ -227,34 +237,58 @@ class StepScalars(keras.callbacks.Callback):
         self._writer = None
 
 
-class EpochTensorBoard(keras.callbacks.TensorBoard):
-    """Keras's `TensorBoard` callback (epoch curves), with two changes: an epoch abandoned
-    on a stop signal is not logged, and a failed write raises `LogWriteError` naming
-    `log_dir` instead of the writer's traceback."""
+class EpochScalars(keras.callbacks.Callback):
+    """Per-epoch TensorBoard scalars under `log_dir/train`: `epoch_<name>` for every epoch
+    log (`epoch_loss`, `epoch_grad_norm`, `epoch_learning_rate`, `epoch_test_loss`), at the
+    0-based epoch, the tags `keras.callbacks.TensorBoard(update_freq="epoch")` writes.
 
-    def __init__(self, log_dir: str, stop: StopRequest | None = None, **kwargs):
-        super().__init__(log_dir, **kwargs)
+    It reads only the host copies of the logs (Keras's own callback reads the model's
+    variables, a collective operation under a multi-process JAX distribution). An epoch
+    abandoned on a stop signal (`stop`) is not logged; a failed write raises
+    `LogWriteError` naming `log_dir`.
+    """
+
+    def __init__(self, log_dir: str, stop: StopRequest | None = None):
+        super().__init__()
+        self.root = log_dir
+        self.log_dir = os.path.join(log_dir, "train")
         self.stop = stop if stop is not None else StopRequest()
-
-    def _guarded(self, method, *args):
-        try:
-            return method(*args)
-        except _writer_errors() as error:
-            try:
-                self._close_writers()
-            except _writer_errors():
-                pass
-            raise _write_failed(self.log_dir, error) from None
+        self._writer = None
 
     def on_train_begin(self, logs=None):
-        self._guarded(super().on_train_begin, logs)
+        import tensorflow as tf
+
+        try:
+            self._writer = tf.summary.create_file_writer(self.log_dir)
+        except _writer_errors() as error:
+            raise _write_failed(self.root, error) from None
 
     def on_epoch_end(self, epoch, logs=None):
-        if not self.stop.epoch_abandoned(epoch):
-            self._guarded(super().on_epoch_end, epoch, logs)
+        import tensorflow as tf
+
+        if self.stop.epoch_abandoned(epoch):
+            return
+        values = {name: _to_float(value) for name, value in (logs or {}).items()}
+        try:
+            with self._writer.as_default(step=int(epoch)):
+                for name, value in values.items():
+                    tf.summary.scalar(f"epoch_{name}", value)
+            self._writer.flush()
+        except _writer_errors() as error:
+            writer, self._writer = self._writer, None
+            try:
+                writer.close()
+            except _writer_errors():
+                pass  # the write already failed; the error says so
+            raise _write_failed(self.root, error) from None
 
     def on_train_end(self, logs=None):
-        self._guarded(super().on_train_end, logs)
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            try:
+                writer.close()
+            except _writer_errors() as error:
+                raise _write_failed(self.root, error) from None
 
 
 def seed_generator_states(model) -> list[list[int]]:
@@ -307,7 +341,8 @@ class EpochCheckpoint(keras.callbacks.Callback):
                 or self.stop.epoch_abandoned(epoch)):
             return
         path = run_directory.checkpoint_path(self.output_dir, epoch)
-        run_directory.save_weights_atomically(self.model, path)
+        with without_distribution():
+            run_directory.save_weights_atomically(self.model, path)
         run_directory.write_state(self.output_dir, {
             "completed_epochs": int(epoch) + 1,
             "epochs": self.epochs,

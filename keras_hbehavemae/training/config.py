@@ -15,7 +15,7 @@ from typing import Any
 from keras_hbehavemae.errors import invalid
 
 PRECISIONS = ("float32", "mixed_bfloat16")
-DISTRIBUTIONS = (None, "data_parallel")
+DISTRIBUTIONS = (None, "data_parallel", "multi_worker")
 
 
 
@@ -36,8 +36,10 @@ class TrainingConfig:
         clip_grad: global gradient-norm clip, > 0 (None: no clipping).
         seed: weight initialisation, data shuffling, augmentation and mask seed.
         precision: "float32" (published) or "mixed_bfloat16".
-        distribute: None (one device) or "data_parallel" (JAX `DataParallel`, TensorFlow
-            `MirroredStrategy`; not torch). `batch_size` stays per device.
+        distribute: None (one device), "data_parallel" (the local devices: JAX
+            `DataParallel`, TensorFlow `MirroredStrategy`) or "multi_worker" (the devices of
+            several processes; see `training.distribution`). Not torch. `batch_size` stays
+            per device.
         steps_per_epoch: optional cap on the steps per epoch (smoke runs); by default one
             epoch is one pass over the training windows.
         checkpoint_every: milestone checkpoints kept for good (epoch % n == 0 and the
@@ -97,7 +99,8 @@ class TrainingConfig:
         if self.precision not in PRECISIONS:
             raise invalid("precision", self.precision, f"must be one of {PRECISIONS}")
         if self.distribute not in DISTRIBUTIONS:
-            raise invalid("distribute", self.distribute, "must be None or 'data_parallel'")
+            raise invalid("distribute", self.distribute,
+                          "must be None, 'data_parallel' or 'multi_worker'")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -8,17 +8,24 @@ from typing import TYPE_CHECKING
 from keras_hbehavemae.models import HBehaveMAE, HBehaveMAEBackbone
 from keras_hbehavemae.presets import save_to_preset
 from keras_hbehavemae.training import run_directory
+from keras_hbehavemae.training.distribution import without_distribution
 
 if TYPE_CHECKING:
     from keras_hbehavemae.training.run import TrainingRun
 
 
 def _float32_copy(model: HBehaveMAE) -> HBehaveMAE:
-    """An uncompiled float32 copy (for the preset: no optimizer state, no mixed policy)."""
+    """An uncompiled float32 copy (for the preset: no optimizer state, no mixed policy).
+
+    It lives on this process only: a JAX distribution (which spreads new variables over
+    every process's devices) is switched off while it is made.
+    """
     config = model.config_object
-    backbone = HBehaveMAEBackbone(**config.encoder_kwargs(), dtype="float32")
-    copy = HBehaveMAE(backbone, seed=model.seed, dtype="float32", **config.pretrainer_kwargs())
-    copy.set_weights(model.get_weights())
+    with without_distribution():
+        backbone = HBehaveMAEBackbone(**config.encoder_kwargs(), dtype="float32")
+        copy = HBehaveMAE(backbone, seed=model.seed, dtype="float32",
+                          **config.pretrainer_kwargs())
+        copy.set_weights(model.get_weights())
     return copy
 
 
@@ -70,9 +77,15 @@ def _final_summary(run: TrainingRun, output_dir: str, state: dict, wall_seconds:
 
 
 def write_final_outputs(run: TrainingRun, output_dir: str, state: dict,
-                        wall_seconds: float) -> dict:
-    """`final_metrics.json` and the preset folder `output_dir/preset/`; returns the summary."""
+                        wall_seconds: float, write: bool = True) -> dict:
+    """`final_metrics.json` and the preset folder `output_dir/preset/`; returns the summary.
+
+    With several processes every one calls this (the held-out loss may need all of them);
+    only the one with `write=True` (process 0) writes.
+    """
     summary = _final_summary(run, output_dir, state, wall_seconds)
+    if not write:
+        return summary
     run_directory.write_json_atomically(
         os.path.join(output_dir, run_directory.FINAL_METRICS_FILE), summary)
     metadata = {"training": {**{key: value for key, value in summary.items() if key != "data"},

@@ -9,13 +9,16 @@ preset folder `output_dir/preset/`.
 **One writer.** A run holds an exclusive lock on `output_dir` (`files.locking`, the file
 `run.lock` with the holder's PID, host and start time) from start to end. A second run on
 the same folder stops at once with `FolderInUseError`, naming the folder and the holder.
-The kernel drops the lock of a dead process, so a `kill -9` never blocks the rerun.
+The kernel drops the lock of a dead process, so a `kill -9` never blocks the rerun. Of the
+processes of a multi-worker run, process 0 holds the lock and writes; the others write
+nothing.
 
 **Resume.** Rerunning the same call after a crash (even `kill -9`) resumes from the last
 completed epoch: model and optimizer variables (moments and the step counter that drives
 the learning-rate schedule) come from the checkpoint, the epoch counter and the mask RNG
-state from `state.json`. The data pipeline restarts its (seeded) shuffle, so a resumed run
-sees a different window order than an uninterrupted one would.
+state from `state.json`, and the (seeded) stream of training windows continues at the
+batch the next step would have had, so a resumed run sees the windows, augmentations and
+masks an uninterrupted one would.
 
 **SIGTERM and Ctrl-C** stop the run at the next step boundary (`stopping`). The design:
 the partial epoch is *abandoned*, not checkpointed. The last completed epoch's checkpoint
@@ -52,6 +55,7 @@ Example (a tiny model on random arrays; the run itself is skipped here):
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import os
@@ -70,15 +74,20 @@ from keras_hbehavemae.training import run_directory
 from keras_hbehavemae.training.callbacks import (
     EpochCheckpoint,
     EpochMetricsLog,
-    EpochTensorBoard,
+    EpochScalars,
     HeldOutLoss,
     NonFiniteLossError,
     NonFiniteLossGuard,
     StepScalars,
     restore_seed_generator_states,
 )
+from keras_hbehavemae.training.cluster import ClusterSettings
 from keras_hbehavemae.training.config import PRECISIONS, TrainingConfig
-from keras_hbehavemae.training.distribution import Distribution, setup_distribution
+from keras_hbehavemae.training.distribution import (
+    Distribution,
+    check_same_devices,
+    setup_distribution,
+)
 from keras_hbehavemae.training.optimizer import (
     WarmupHalfCosineSchedule,
     published_optimizer,
@@ -154,16 +163,26 @@ class TrainingRun:
     steps_per_epoch: int
     learning_rate: float
 
-    def train_dataset(self):
-        """Endless training batches of `global_batch_size` (split across replicas)."""
-        return self.data.train_dataset(self.global_batch_size, self.training.seed,
-                                       self.model_config.input_size)
+    def train_dataset(self, first_step: int = 0):
+        """Endless training batches of `global_batch_size` (split across replicas; with
+        several processes, this process's block of each, see `Distribution.input`), from
+        the batch of step `first_step` on."""
+        return self.distribution.input(
+            lambda shard: self.data.train_dataset(
+                self.global_batch_size, self.training.seed, self.model_config.input_size,
+                shard=shard, first_step=first_step),
+            self.global_batch_size)
 
     def test_dataset(self):
         """Held-out batches (None without a held-out split). With several replicas the last
         partial batch is dropped, since JAX cannot split it evenly."""
-        return self.data.test_dataset(self.global_batch_size, self.model_config.input_size,
-                                      drop_remainder=self.distribution.num_replicas > 1)
+        if self.data.test is None:
+            return None
+        return self.distribution.input(
+            lambda shard: self.data.test_dataset(
+                self.global_batch_size, self.model_config.input_size,
+                drop_remainder=self.distribution.num_replicas > 1, shard=shard),
+            self.global_batch_size)
 
     def schedule_summary(self) -> dict[str, Any]:
         return schedule_summary(self.data, self.training, self.distribution)
@@ -284,6 +303,7 @@ def _run_config(model_config: HBehaveMAEConfig, data: PretrainingData,
             "keras_hbehavemae_version": __version__,
             "output_dir": os.path.abspath(output_dir),
             "log_dir": os.path.abspath(log_dir),
+            "processes": distribution.num_processes,
         },
     }
 
@@ -295,11 +315,12 @@ def _callbacks(run: TrainingRun, output_dir: str, log_dir: str, sessions: list, 
     test = run.test_dataset()
     if test is not None:
         callbacks.append(HeldOutLoss(test, training.test_every, stop))
+    if not run.distribution.is_chief:  # only process 0 writes the run folder
+        return callbacks + list(extra) + [GracefulStop(stop, run.steps_per_epoch)]
     callbacks += [
         EpochMetricsLog(output_dir, stop),
         StepScalars(log_dir, training.log_every_n_steps),
-        EpochTensorBoard(log_dir, stop, update_freq="epoch", write_graph=False,
-                         profile_batch=0),
+        EpochScalars(log_dir, stop),
         EpochCheckpoint(output_dir, training.epochs, training.checkpoint_every,
                         training.keep_last, sessions, stop),
     ]
@@ -307,8 +328,9 @@ def _callbacks(run: TrainingRun, output_dir: str, log_dir: str, sessions: list, 
 
 
 def _interrupted(stop: StopRequest, output_dir: str, steps_per_epoch: int,
-                 sessions: list, trained: bool) -> TrainingInterrupted:
-    """Records the stop in `state.json` (when an epoch has completed) and builds the error."""
+                 sessions: list, trained: bool, write: bool = True) -> TrainingInterrupted:
+    """Records the stop in `state.json` (when an epoch has completed and this process
+    writes the run folder) and builds the error."""
     name = signal_name(stop.requested)
     if stop.abandoned is not None:
         epoch, steps = stop.abandoned
@@ -325,7 +347,9 @@ def _interrupted(stop: StopRequest, output_dir: str, steps_per_epoch: int,
         ended = dict(sessions[-1], stopped_by=name,
                      stopped=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
                      abandoned_epoch=None if stop.abandoned is None else stop.abandoned[0])
-        run_directory.write_state(output_dir, dict(state, sessions=sessions[:-1] + [ended]))
+        if write:
+            run_directory.write_state(output_dir,
+                                      dict(state, sessions=sessions[:-1] + [ended]))
         kept = (f"{state['completed_epochs']} completed epochs are kept "
                 f"({state['checkpoint']})")
     return TrainingInterrupted(stop.requested, (
@@ -342,7 +366,8 @@ def run_pretraining(model_config: HBehaveMAEConfig, data: PretrainingData,
                     training: TrainingConfig, output_dir: str, *, log_dir: str | None = None,
                     preset: str | None = None, callbacks: list | tuple = (),
                     verbose: str | int = "auto", jit_compile: bool | str = "auto",
-                    allow_random_weights: bool = False, save_initial: bool = False) -> dict:
+                    allow_random_weights: bool = False, save_initial: bool = False,
+                    cluster: ClusterSettings | None = None) -> dict:
     """Trains (or resumes training) and writes the run directory; returns the final summary.
 
     Before training: `output_dir` and `log_dir` must be writable and hold room for two
@@ -363,6 +388,10 @@ def run_pretraining(model_config: HBehaveMAEConfig, data: PretrainingData,
             scratch on its architecture).
         save_initial: also save the initial weights as the preset folder
             `output_dir/initial_preset/` (`save_initial_preset`), unless it exists.
+        cluster: with `training.distribute="multi_worker"`, this process's place among the
+            processes that train together (default: from the environment; see
+            `training.cluster`). Every process makes the same call; process 0 writes the
+            run folder (which all processes must see) and the others write nothing.
 
     Raises:
         ValueError: invalid settings, or `output_dir` holding a run with another
@@ -373,6 +402,7 @@ def run_pretraining(model_config: HBehaveMAEConfig, data: PretrainingData,
             TensorBoard write fails during training.
         NonFiniteLossError: the loss became NaN/inf; every checkpoint is kept.
         TrainingInterrupted: SIGTERM or Ctrl-C (see the module docstring).
+        PeerLostError: another process of a multi-worker run stopped.
     """
     start = time.time()
     if save_initial and preset is not None:
@@ -383,50 +413,67 @@ def run_pretraining(model_config: HBehaveMAEConfig, data: PretrainingData,
     elif not str(log_dir).strip():
         raise invalid("log_dir", log_dir, "must name a folder, or be None for "
                       "OUTPUT_DIR/logs")
-    run_directory.check_writable(output_dir, "--output_dir")
-    with FolderLock(output_dir, flag="--output_dir"), StopRequest() as stop:
-        run_directory.check_writable(log_dir, "--log_dir")
-        run_directory.remove_partial_files(output_dir)
+    # Several processes meet first (under JAX before anything else uses JAX).
+    distribution = setup_distribution(training.distribute, cluster)
+    chief = distribution.is_chief  # the one writer of the run folder
+    verbose = verbose if chief else 0
+    if chief:
+        run_directory.check_writable(output_dir, "--output_dir")
+    lock = FolderLock(output_dir, flag="--output_dir") if chief else contextlib.nullcontext()
+    with lock, StopRequest() as stop:
+        if chief:
+            run_directory.check_writable(log_dir, "--log_dir")
+            run_directory.remove_partial_files(output_dir)
         if preset is not None and run_directory.read_state(output_dir) is None:
             check_weights_consent(preset, allow_random_weights, "--preset")  # before any file
-        distribution = setup_distribution(training.distribute)
-        run_directory.check_run_config(output_dir, _run_config(
-            model_config, data, training, distribution, preset, output_dir, log_dir))
+        run_config = _run_config(model_config, data, training, distribution, preset,
+                                 output_dir, log_dir)
+        check_same_devices(run_directory.read_run_config(output_dir), distribution)
+        run_directory.check_run_config(output_dir, run_config, write=chief)
         state = run_directory.read_state(output_dir)
+        completed = 0 if state is None else state["completed_epochs"]
+        with distribution.collective_failures():
+            distribution.agree("the epochs completed in --output_dir", [completed],
+                               "every process must see the same --output_dir (a folder on a "
+                               "file system that all of them share)")
         initial = os.path.join(output_dir, INITIAL_PRESET_FOLDER)
-        if save_initial and not os.path.isdir(initial):
+        if save_initial and chief and not os.path.isdir(initial):
             save_initial_preset(model_config, training.seed, initial)
             _say(verbose, f"Saved the initial weights to {initial}.")
         run = build_training_run(model_config, data, training, distribution=distribution,
                                  preset=preset if state is None else None,
                                  jit_compile=jit_compile,
                                  allow_random_weights=allow_random_weights)
-        run_directory.check_free_space(
-            output_dir, 2 * run_directory.checkpoint_bytes(run.model.count_params()),
-            "--output_dir")
+        if chief:
+            run_directory.check_free_space(output_dir, 2 * run_directory.checkpoint_bytes(
+                run.model.count_params()), "--output_dir")
 
-        completed = 0
         if state is not None:
             restore_checkpoint(run, output_dir, state)
-            completed = state["completed_epochs"]
             _say(verbose, f"Resuming {output_dir} from {state['checkpoint']}: {completed} of "
                           f"{training.epochs} epochs done.")
-        run_directory.truncate_metrics(output_dir, completed)
+        if chief:
+            run_directory.truncate_metrics(output_dir, completed)
         sessions = (state or {}).get("sessions", []) + [{
             "start_epoch": completed,
             "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "backend": keras.config.backend(),
             "replicas": distribution.num_replicas,
+            "processes": distribution.num_processes,
         }]
         if completed < training.epochs:
             guard = NonFiniteLossGuard()
             trained = stop.requested is None
             if trained:
-                run.model.fit(run.train_dataset(), epochs=training.epochs,
-                              initial_epoch=completed, steps_per_epoch=run.steps_per_epoch,
-                              shuffle=False, verbose=verbose,
-                              callbacks=_callbacks(run, output_dir, log_dir, sessions, guard,
-                                                   stop, list(callbacks)))
+                with distribution.collective_failures():
+                    run.model.fit(run.train_dataset(completed * run.steps_per_epoch),
+                                  epochs=training.epochs, initial_epoch=completed,
+                                  steps_per_epoch=run.steps_per_epoch, shuffle=False,
+                                  verbose=verbose,
+                                  callbacks=_callbacks(run, output_dir, log_dir, sessions,
+                                                       guard, stop, list(callbacks)))
+                    if stop.requested is None:
+                        distribution.barrier()  # process 0 has written the last checkpoint
             stop.uninstall()  # the final outputs are written with the default handlers
             if guard.error is not None:
                 last = run_directory.read_state(output_dir)
@@ -439,11 +486,14 @@ def run_pretraining(model_config: HBehaveMAEConfig, data: PretrainingData,
             if stop.requested is not None and (state is None
                                                or state["completed_epochs"] < training.epochs):
                 raise _interrupted(stop, output_dir, run.steps_per_epoch, sessions,
-                                   trained)
+                                   trained, write=chief)
         else:
             _say(verbose, f"{output_dir}: all {training.epochs} epochs were already done.")
         state = run_directory.read_state(output_dir)
-        summary = write_final_outputs(run, output_dir, state, time.time() - start)
+        with distribution.collective_failures():
+            summary = write_final_outputs(run, output_dir, state, time.time() - start,
+                                          write=chief)
+            distribution.barrier()  # every process returns once process 0 has written
     _say(verbose, f"Done: {output_dir} (train loss {summary['train_loss']:.4f}"
          + (f", test loss {summary['test_loss']:.4f}" if summary["test_loss"] is not None
             else "") + ").")

@@ -134,8 +134,15 @@ def configuration_differences(saved: dict, current: dict) -> list[str]:
     ]
 
 
-def check_run_config(output_dir: str, run_config: dict) -> None:
-    """Writes `run_config.json`, or checks that the saved one matches `run_config`.
+def read_run_config(output_dir: str) -> dict | None:
+    """The saved `run_config.json`, or None when there is none yet."""
+    path = os.path.join(output_dir, RUN_CONFIG_FILE)
+    return read_json(path) if os.path.exists(path) else None
+
+
+def check_run_config(output_dir: str, run_config: dict, write: bool = True) -> None:
+    """Writes `run_config.json` (unless `write` is False), or checks that the saved one
+    matches `run_config`.
 
     Raises:
         ValueError: naming every differing key, if `output_dir` holds a run with another
@@ -143,7 +150,8 @@ def check_run_config(output_dir: str, run_config: dict) -> None:
     """
     path = os.path.join(output_dir, RUN_CONFIG_FILE)
     if not os.path.exists(path):
-        write_json_atomically(path, run_config)
+        if write:
+            write_json_atomically(path, run_config)
         return
     differences = configuration_differences(read_json(path), run_config)
     if differences:

@@ -118,3 +118,34 @@ def test_synthetic_mabe_data_end_to_end():
     assert all(batch.shape == (4, 60, 3, 24) for batch in batches)
     values = np.concatenate(batches)
     assert np.isfinite(values).all() and np.abs(values).max() < 1.05
+
+
+def _stream(sequences, **options) -> tf.data.Dataset:
+    return make_pretraining_dataset(
+        sequences, NUM_FRAMES, batch_size=8, sliding_window=5, seed=3, repeat=True,
+        augment=ArenaAugmentation(), normalise=ArenaNormalisation(), **options)
+
+
+def _batches(dataset: tf.data.Dataset, count: int) -> np.ndarray:
+    return np.stack([batch.numpy() for batch in dataset.take(count)])
+
+
+def test_endless_stream_is_the_same_for_every_iterator_and_starts_anywhere(sequences):
+    per_pass = _windows_expected(sequences) // 8  # each pass drops its own last partial batch
+    stream = _stream(sequences)
+    first = _batches(stream, 2 * per_pass + 1)
+    np.testing.assert_array_equal(_batches(stream, 2 * per_pass + 1), first)  # a new iterator
+    assert not np.array_equal(first[0], first[per_pass])  # every pass is reshuffled
+    resumed = _batches(_stream(sequences, first_window=(per_pass + 1) * 8), per_pass)
+    np.testing.assert_array_equal(resumed, first[per_pass + 1:2 * per_pass + 1])
+    with pytest.raises(ValueError, match="first_window must be"):
+        make_pretraining_dataset(sequences, NUM_FRAMES, batch_size=8, first_window=8)
+
+
+def test_process_shards_of_a_batch_are_its_blocks(sequences):
+    whole = _batches(_stream(sequences), 3)  # [steps, 8, T, H, W]
+    blocks = [_batches(_stream(sequences, shard=(2, index)), 3) for index in range(2)]
+    assert blocks[0].shape[1] == 4
+    np.testing.assert_array_equal(np.concatenate(blocks, axis=1), whole)  # same windows, seeds
+    with pytest.raises(ValueError, match=r"shard=\(3, 0\) is invalid for batch_size=8"):
+        _stream(sequences, shard=(3, 0))
