@@ -54,10 +54,10 @@ def define_flags() -> None:
                          lower_bound=1)
     flags.DEFINE_integer("batch_size", 64, "Windows per backbone call (does not change results).")
     flags.DEFINE_enum("jit_compile", "auto", ["auto", "true", "false"], "Compile the encoder's "
-                      "predict path: auto = Keras' default (XLA under JAX, none for TensorFlow on "
-                      "a CPU); true also gives TensorFlow XLA on a CPU (about 2x faster for "
-                      "Shot7M2, one compilation per batch size); under torch true means "
-                      "torch.compile, which compiles for minutes and gained nothing here.")
+                      "predict path: auto = the fastest measured path (XLA under TensorFlow, on "
+                      "a CPU too, and JAX: one compilation per batch shape; eager torch); false: "
+                      "TensorFlow's own kernels; under torch true means torch.compile, which "
+                      "compiles for minutes and gained nothing here.")
     flags.DEFINE_string("output_dir", None, "Folder for the submission files.")
     flags.DEFINE_list("levels", None, "Comma-separated level indices (default: all).")
     flags.DEFINE_bool("combined", False, "Also write test_submission_combined.npy (the written "
@@ -108,12 +108,12 @@ def main(argv):
     from keras_hbehavemae.data.normalisation import ArenaNormalisation
     from keras_hbehavemae.files.atomic import write_json_atomically
     from keras_hbehavemae.loading import load_model
+    from keras_hbehavemae.models.compilation import parse_jit_compile_flag
 
     try:
         backbone = load_model(FLAGS.preset, kind="backbone", parameter="--preset",
                               allow_random_weights=FLAGS.allow_random_weights)
-        if FLAGS.jit_compile != "auto":
-            backbone.compile(jit_compile=FLAGS.jit_compile == "true")
+        backbone.compile(jit_compile=parse_jit_compile_flag(FLAGS.jit_compile))
         input_size = tuple(int(v) for v in backbone.geometry.config.input_size)
         sequences = read_sequences(FLAGS.dataset, FLAGS.path_to_data_dir, FLAGS.split,
                                    input_size[1:], FLAGS.fill_holes)
@@ -152,6 +152,7 @@ def main(argv):
         "mode": FLAGS.mode,
         "window_stride": FLAGS.window_stride,
         "jit_compile": FLAGS.jit_compile,
+        "compiled": str(backbone.jit_compile),
         "embedsum": bool(embedsum),
         "normalise": None if normalise is None else repr(normalise),
         "levels": level_ids,

@@ -115,9 +115,8 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     flags.DEFINE_string("preset", None, "Start from a preset folder, .keras or .weights.h5 "
                         "file (its architecture replaces the model flags).", **fv)
     flags.DEFINE_enum("jit_compile", "auto", ["auto", "true", "false"], "XLA-compile the train "
-                      "step. auto: Keras' choice (JAX: yes; TensorFlow: only with a GPU; torch: "
-                      "no). true speeds TensorFlow up 1.4-1.9x on a CPU (BUILD_NOTES), after a "
-                      "longer first step.", **fv)
+                      "step. auto: the fastest measured path (XLA under TensorFlow, on a CPU "
+                      "too, and JAX; eager torch); false: TensorFlow's own kernels.", **fv)
     flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16"], "Precision.",
                       **fv)
     flags.DEFINE_enum("distribute", "none", ["none", "data_parallel"],
@@ -245,6 +244,7 @@ def pretraining_data(flag_values, config):
 
 def run(flag_values) -> int:
     """Runs the pretraining the flags describe; returns the exit status."""
+    from keras_hbehavemae.models.compilation import parse_jit_compile_flag
     from keras_hbehavemae.training import run_pretraining
     from keras_hbehavemae.training.callbacks import NonFiniteLossError
 
@@ -252,7 +252,7 @@ def run(flag_values) -> int:
         config = model_config(flag_values)
         training = training_config(flag_values)
         data = pretraining_data(flag_values, config)
-        jit_compile = {"auto": "auto", "true": True, "false": False}[flag_values.jit_compile]
+        jit_compile = parse_jit_compile_flag(flag_values.jit_compile)
         run_pretraining(config, data, training, flag_values.output_dir,
                         log_dir=flag_values.log_dir or None, preset=flag_values.preset,
                         jit_compile=jit_compile)

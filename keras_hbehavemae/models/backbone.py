@@ -22,6 +22,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_hbehavemae.models.compilation import resolve_jit_compile
 from keras_hbehavemae.models.config import HBehaveMAEConfig
 from keras_hbehavemae.models.geometry import Geometry, compute_geometry
 from keras_hbehavemae.models.layers import (
@@ -164,6 +165,15 @@ class HBehaveMAEBackbone(keras.Model):
         self.blocks = layers.blocks
         self.rerolls = layers.rerolls
         self.projections = layers.projections
+        # `predict` before any `compile` takes the fastest measured path too.
+        self.jit_compile = resolve_jit_compile("auto", self.geometry)
+
+    def compile(self, *args, jit_compile="auto", **kwargs):
+        """`keras.Model.compile`, with "auto" meaning the fastest measured path
+        (`models.compilation.resolve_jit_compile`: for a large model, XLA under TensorFlow on a
+        CPU too)."""
+        super().compile(*args, jit_compile=resolve_jit_compile(jit_compile, self.geometry),
+                        **kwargs)
 
     # ------------------------------------------------------------------ encoding
 
