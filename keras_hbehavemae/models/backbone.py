@@ -26,6 +26,7 @@ from keras_hbehavemae.models.compilation import resolve_jit_compile
 from keras_hbehavemae.models.config import HBehaveMAEConfig
 from keras_hbehavemae.models.geometry import Geometry, compute_geometry
 from keras_hbehavemae.models.layers import (
+    FusedBiasDense,
     HieraBlock,
     PatchEmbedding,
     PositionEmbedding,
@@ -145,7 +146,7 @@ class HBehaveMAEBackbone(keras.Model):
                 for level in geometry.levels
             ],
             projections=[
-                keras.layers.Dense(level.out_dim, kernel_initializer="glorot_uniform",
+                FusedBiasDense(level.out_dim, kernel_initializer="glorot_uniform",
                                    dtype=dtype, name=f"projections_{level.stage}")
                 for level in geometry.levels
             ],
