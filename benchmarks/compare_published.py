@@ -159,6 +159,16 @@ def seconds_per_unit(slot: dict) -> float:
     return statistics.median(slot["wall"])
 
 
+def cpu_seconds_per_unit(slot: dict) -> float:
+    return statistics.median(slot["cpu"])
+
+
+def neighbour_ratios(reference: list[float], own: list[float]) -> list[float]:
+    """Each own slot against the mean of the published slots just before and after it."""
+    return [(reference[index] + reference[index + 1]) / 2 / value
+            for index, value in enumerate(own)]
+
+
 def summarise(variant_slots: list[dict], reference_slots: list[dict] | None,
               unit_gflop: float, rates: list[float]) -> dict:
     """Speed-ups against the neighbouring published slots, and rates against R."""
@@ -170,10 +180,14 @@ def summarise(variant_slots: list[dict], reference_slots: list[dict] | None,
                "ratio_to_machine_matmul": unit_gflop / statistics.median(seconds) / max(rates)}
     if reference_slots is not None:
         reference = [seconds_per_unit(slot) for slot in reference_slots]
-        speedups = [(reference[index] + reference[index + 1]) / 2 / own
-                    for index, own in enumerate(seconds)]
+        speedups = neighbour_ratios(reference, seconds)
+        # Process CPU seconds (all threads): less sensitive to other jobs on the machine,
+        # but they count the threads' spinning too.
+        cpu = neighbour_ratios([cpu_seconds_per_unit(slot) for slot in reference_slots],
+                               [cpu_seconds_per_unit(slot) for slot in variant_slots])
         summary.update(speedup=statistics.median(speedups), speedup_min=min(speedups),
                        speedup_max=max(speedups), speedups=speedups,
+                       cpu_speedup=statistics.median(cpu), cpu_speedups=cpu,
                        reference_seconds_per_unit=statistics.median(reference))
     return summary
 
@@ -232,19 +246,21 @@ def run_job(job: str) -> list[dict]:
 
 def table(results: list[dict], with_reference: bool) -> str:
     header = ("| job | variant | s/unit | × published (median, range) | published s/unit "
-              "| ratio to R | load |" if with_reference
+              "| × published, CPU s | ratio to R | load |" if with_reference
               else "| job | variant | s/unit | ratio to R | load |")
     lines = [header, "|" + " --- |" * (header.count("|") - 1)]
     for result in results:
         if "error" in result:
-            lines.append(f"| {result['job']} | {result['variant']} | failed | | | | |")
+            lines.append(f"| {result['job']} | {result['variant']} | failed |"
+                         + " |" * (header.count("|") - 4))
             continue
         load = result["load_average"]
         cells = [result["job"], result["variant"], f"{result['seconds_per_unit']:.3f}"]
         if with_reference:
             cells += [f"**{result['speedup']:.2f}×** ({result['speedup_min']:.2f}–"
                       f"{result['speedup_max']:.2f})",
-                      f"{result['reference_seconds_per_unit']:.3f}"]
+                      f"{result['reference_seconds_per_unit']:.3f}",
+                      f"{result['cpu_speedup']:.2f}×"]
         cells += [f"{result['ratio_to_machine_matmul']:.2f}",
                   f"{min(load):.1f}–{max(load):.1f}"]
         lines.append("| " + " | ".join(cells) + " |")
