@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# GPU check, one call on a GPU machine (one NVIDIA H200), at most 8 minutes. For each backend:
+# GPU check, one call on a GPU machine (one NVIDIA H100 or H200), at most 8 minutes. For each
+# backend that is installed there:
 #   1. parity: tests/test_parity.py (golden fixtures) in float32 at the highest matmul
 #      precision (benchmarks/highest_precision.py: no TF32; the pytest header shows the
 #      settings and a probe of the actual matmul error);
@@ -8,12 +9,23 @@
 #      samples/s and the utilisation against the GPU's bfloat16 dense peak.
 # A summary table follows. JSON results go to $OUT_DIR.
 #
-#   bash benchmarks/gpu_check.sh                                  # GPU: full size, 3 backends
+# Offline: it installs nothing and needs no network. It uses the frameworks the machine
+# has and the package from this working tree (on PYTHONPATH). Python packages the machine
+# lacks (keras, namex and optree on an image with only JAX and torch) can travel as wheels
+# in $WHEELS (default .whl): they are unzipped (no pip) into a temporary folder on
+# PYTHONPATH, removed at the end. A backend whose framework does not import is SKIPPED and
+# named; without TensorFlow, train_speed.py feeds its batches from a Python generator
+# instead of tf.data. Fetch the wheels where there is network, e.g.
+#   pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#     --platform manylinux2014_x86_64 -d .whl keras==3.15.1 namex optree
+#
+#   bash benchmarks/gpu_check.sh                                  # GPU: full size
 #   SIZE=tiny BACKENDS=jax bash benchmarks/gpu_check.sh            # CPU smoke run, tiny model
 #
-# Variables: SIZE (full|tiny), BACKENDS, PEAK_TFLOPS (dense bfloat16 peak of the GPU; H200
-# SXM: 989), BATCH, STEPS, WARMUP, CONFIG, TOTAL_BUDGET (seconds for the whole script),
-# PARITY_TIMEOUT and TRAIN_TIMEOUT (per backend), OUT_DIR.
+# Variables: SIZE (full|tiny), BACKENDS, PYTHON (default python3), WHEELS, PEAK_TFLOPS
+# (dense bfloat16 peak of the GPU; H100 and H200 SXM: 989), BATCH, STEPS, WARMUP, CONFIG,
+# TOTAL_BUDGET (seconds for the whole script), PARITY_TIMEOUT and TRAIN_TIMEOUT (per
+# backend), OUT_DIR.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -40,9 +52,33 @@ case "${SIZE}" in
   *) echo "SIZE must be full or tiny, got ${SIZE}" >&2; exit 2 ;;
 esac
 mkdir -p "${OUT_DIR}"
-export PYTHONPATH="${PWD}/benchmarks${PYTHONPATH:+:${PYTHONPATH}}"
+PYTHON=${PYTHON:-$(command -v python3 || command -v python)}
+WHEELS=${WHEELS:-.whl}
+SITE=""
+if compgen -G "${WHEELS}/*.whl" >/dev/null; then
+  # Carried wheels: unzipped into a temporary folder; nothing is installed.
+  SITE=$(mktemp -d "${TMPDIR:-/tmp}/gpu_check_site.XXXXXX")
+  trap 'rm -rf "${SITE}"' EXIT
+  "${PYTHON}" -c 'import sys, zipfile
+for wheel in sys.argv[2:]:
+    zipfile.ZipFile(wheel).extractall(sys.argv[1])
+    print("gpu_check: carried wheel", wheel.rsplit("/", 1)[-1])' "${SITE}" "${WHEELS}"/*.whl
+fi
+export PYTHONPATH="${PWD}:${PWD}/benchmarks${SITE:+:${SITE}}${PYTHONPATH:+:${PYTHONPATH}}"
 start_time=${SECONDS}
 status=0
+ran=0
+
+# Succeeds if keras and the framework of backend $1 import; otherwise prints why not.
+importable() {
+  KERAS_BACKEND=$1 "${PYTHON}" -c 'import importlib, sys
+for name in ("keras", sys.argv[1]):
+    try:
+        importlib.import_module(name)
+    except Exception as error:
+        sys.exit(f"{name}: {type(error).__name__}: {error}")' "$1" 2>&1 | tail -n 1
+  return "${PIPESTATUS[0]}"
+}
 
 NOISE=(-e "^WARNING" -e "^I0000" -e "^W0000" -e "^To enable" -e "UserWarning"
        -e "data_adapter")
@@ -74,21 +110,26 @@ echo "gpu_check: backends ${BACKENDS}; bfloat16 dense peak ${PEAK_TFLOPS} TFLOP/
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 
 for backend in ${BACKENDS}; do
+  if ! why=$(importable "${backend}"); then
+    echo "=== ${backend}: SKIPPED: not installed here (${why})"
+    continue
+  fi
+  ran=$(( ran + 1 ))
   echo "=== ${backend}: parity, float32 at highest matmul precision ($(( SECONDS - start_time )) s)"
   KERAS_BACKEND=${backend} NVIDIA_TF32_OVERRIDE=0 JAX_DEFAULT_MATMUL_PRECISION=highest \
-    limited "${PARITY_TIMEOUT}" python -m pytest -p highest_precision -p no:cacheprovider \
+    limited "${PARITY_TIMEOUT}" "${PYTHON}" -m pytest -p highest_precision -p no:cacheprovider \
     -o addopts="" -W ignore::DeprecationWarning tests/test_parity.py "${PARITY_SELECT[@]}"
 
   echo "=== ${backend}: pretraining ${CONFIG}, batch ${BATCH}, mixed_bfloat16 then float32" \
        "($(( SECONDS - start_time )) s)"
-  KERAS_BACKEND=${backend} limited "${TRAIN_TIMEOUT}" python benchmarks/train_speed.py \
+  KERAS_BACKEND=${backend} limited "${TRAIN_TIMEOUT}" "${PYTHON}" benchmarks/train_speed.py \
     --config "${CONFIG}" --batch_size "${BATCH}" --steps "${STEPS}" \
     --warmup_steps "${WARMUP}" --compare_precisions --device_peak_tflops "${PEAK_TFLOPS}" \
     --output "${OUT_DIR}/train_${backend}.json" "${REQUIRE[@]}"
 done
 
 echo "=== summary ($(( SECONDS - start_time )) s)"
-python - "${OUT_DIR}" ${BACKENDS} <<'EOF'
+"${PYTHON}" - "${OUT_DIR}" ${BACKENDS} <<'EOF'
 import json
 import pathlib
 import sys
@@ -110,4 +151,8 @@ for backend in backends:
               f"{'' if utilisation is None else f'{utilisation:.2%}':>11s} "
               f"{'' if difference is None else f'{difference:.2%}':>9s}")
 EOF
+if (( ran == 0 )); then
+  echo "gpu_check: none of the backends '${BACKENDS}' is installed here"
+  status=1
+fi
 exit ${status}

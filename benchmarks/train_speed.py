@@ -10,6 +10,7 @@ precision, compilation setting and batch size, this script:
 3. trains `--warmup_steps + --steps` steps with `model.fit` on an in-memory `tf.data`
    pipeline of random-walk windows (`.batch(drop_remainder=True).cache().repeat()
    .prefetch`: the batches are formed once), so input is never the bottleneck;
+   (without TensorFlow, `--input generator`: a Python generator over the same batches);
 4. times the `--steps` steps after the warm-up from `on_train_batch_end` timestamps
    (compilation is excluded), and prints steps/s, samples/s, the achieved GFLOP/s
    (analytic training-step FLOPs from `benchmarks/flop_count.py`), its ratio to R,
@@ -30,13 +31,13 @@ Examples:
 from __future__ import annotations
 
 import gc
+import importlib.util
 import time
 
 import benchmark_common
 import flop_count
 import keras
 import machine_peak
-import tensorflow as tf
 from absl import app, flags
 
 from keras_hbehavemae.training.optimizer import published_optimizer, scaled_learning_rate
@@ -69,6 +70,11 @@ flags.DEFINE_bool("build_optimizer", True,
 flags.DEFINE_bool("require_accelerator", False,
                   "Stop (exit status 3) when the backend sees no GPU, instead of running a "
                   "GPU-sized benchmark on the host CPU.")
+flags.DEFINE_enum("input", "auto", ["auto", "tf_data", "generator"],
+                  "Batches from a cached tf.data pipeline, or from a Python generator over "
+                  "the same batches (for machines without TensorFlow, e.g. a GPU image with "
+                  "only JAX and torch; not with the TensorFlow backend). auto: tf.data if "
+                  "TensorFlow can be imported.")
 flags.DEFINE_string("output", "", "Write all figures as JSON to this file.")
 
 PRINTED = ("backend", "config", "precision", "jit_compile", "batch_size", "steps",
@@ -103,6 +109,31 @@ class StepTimer(keras.callbacks.Callback):
         self.events[batch] = (time.perf_counter(), loss)
 
 
+def input_kind() -> str:
+    """`--input`, with auto resolved: tf.data where TensorFlow can be imported."""
+    if FLAGS.input != "auto":
+        return FLAGS.input
+    return "tf_data" if importlib.util.find_spec("tensorflow") else "generator"
+
+
+def training_batches(windows, batch: int):
+    """Endless batches of `windows`, formed once, as tf.data or a Python generator."""
+    if input_kind() == "tf_data":
+        import tensorflow as tf
+
+        # Cached and prefetched, so each step only hands over a ready tensor.
+        return (tf.data.Dataset.from_tensor_slices(windows).batch(batch, drop_remainder=True)
+                .cache().repeat().prefetch(tf.data.AUTOTUNE))
+    batches = [windows[start:start + batch]
+               for start in range(0, len(windows) - batch + 1, batch)]
+
+    def endless():
+        while True:
+            yield from batches
+
+    return endless()
+
+
 def run_once(precision: str, windows) -> dict:
     """Builds, compiles and trains one pretrainer; returns its figures."""
     config = benchmark_common.benchmark_config(FLAGS.config)
@@ -116,9 +147,7 @@ def run_once(precision: str, windows) -> dict:
         # Keras' TensorFlow trainer otherwise builds the optimizer inside the first trace of
         # the train step, and tf.function then traces the whole step a second time.
         model.optimizer.build(model.trainable_variables)
-    # Batches are formed once and cached, so each step only hands over a ready tensor.
-    dataset = (tf.data.Dataset.from_tensor_slices(windows).batch(batch, drop_remainder=True)
-               .cache().repeat().prefetch(tf.data.AUTOTUNE))
+    dataset = training_batches(windows, batch)
     timer = StepTimer()
     total = FLAGS.warmup_steps + FLAGS.steps
     model.fit(dataset, epochs=1, steps_per_epoch=total, callbacks=[timer], verbose=0)
@@ -138,6 +167,7 @@ def run_once(precision: str, windows) -> dict:
         "precision": precision,
         "jit_compile_flag": FLAGS.jit_compile,
         "jit_compile": str(model.jit_compile),
+        "input": input_kind(),
         "batch_size": batch,
         "warmup_steps": FLAGS.warmup_steps,
         "steps": FLAGS.steps,
@@ -163,6 +193,8 @@ def run_once(precision: str, windows) -> dict:
 
 def main(argv):
     del argv
+    if input_kind() == "generator" and keras.config.backend() == "tensorflow":
+        raise app.UsageError("--input generator: the TensorFlow backend trains from tf.data")
     if FLAGS.require_accelerator and not machine_peak.accelerator_names():
         print(f"SKIPPED: the {keras.config.backend()} backend sees no accelerator "
               "(--require_accelerator)", flush=True)

@@ -10,6 +10,7 @@ import os
 import pathlib
 import subprocess
 import sys
+import zipfile
 
 import keras
 import numpy as np
@@ -66,8 +67,13 @@ def gpu_check(tmp_path_factory):
     if BACKEND != GPU_CHECK_BACKEND:
         pytest.skip(f"the tiny gpu_check.sh runs in the {GPU_CHECK_BACKEND} leg")
     folder = tmp_path_factory.mktemp("gpu_check")
+    wheels = folder / "wheels"  # a carried wheel: unzipped onto PYTHONPATH, not installed
+    wheels.mkdir()
+    with zipfile.ZipFile(wheels / "carried_probe-1.0-py3-none-any.whl", "w") as wheel:
+        wheel.writestr("carried_probe.py", "")
     output = _run(["bash", str(BENCHMARKS / "gpu_check.sh")], timeout=1500, SIZE="tiny",
-                  BACKENDS=BACKEND, OUT_DIR=str(folder))
+                  BACKENDS=f"{BACKEND} not_installed", OUT_DIR=str(folder),
+                  PYTHON=sys.executable, WHEELS=str(wheels))
     return output, json.loads((folder / f"train_{BACKEND}.json").read_text())
 
 
@@ -82,7 +88,11 @@ def test_gpu_check_tiny_names_the_figures(gpu_check):
     assert "== train_speed mixed_bfloat16" in output and "== train_speed float32" in output
     summary = output[output.index("=== summary"):]
     assert f"{BACKEND:10s} mixed_bfloat16" in summary and f"{BACKEND:10s} float32" in summary
-    assert "TIMEOUT" not in output and "SKIPPED" not in output
+    assert "TIMEOUT" not in output and "SKIPPED: only" not in output
+    # Offline: a backend that is not installed is named and skipped; carried wheels are used.
+    assert "=== not_installed: SKIPPED: not installed here" in output
+    assert "gpu_check: carried wheel carried_probe-1.0-py3-none-any.whl" in output
+    assert "pip install" not in (BENCHMARKS / "gpu_check.sh").read_text()
 
 
 def test_train_speed_json(gpu_check):

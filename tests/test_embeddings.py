@@ -258,6 +258,37 @@ def test_embed_sequences_concatenates_in_source_order(backbone):
         np.testing.assert_allclose(level[7:10], reference, atol=1e-6)
 
 
+def test_batches_run_across_sequences_and_only_the_last_one_is_padded(backbone, monkeypatch):
+    data = {"a": sequence(3, 4), "b": sequence(5, 5)}  # 34 + 36 exact windows
+    separate = {name: embed_sequence(backbone, array, batch_size=32)
+                for name, array in data.items()}
+    batches = []
+    predict = backbone.predict_on_batch
+    monkeypatch.setattr(backbone, "predict_on_batch",
+                        lambda windows: batches.append(len(windows)) or predict(windows))
+    frame_map, levels = embed_sequences(backbone, data, batch_size=32, verbose=0)
+    # 70 windows: two full batches (the second holds both sequences) and a last one of 6.
+    last = 6 if keras.config.backend() == "torch" else 32  # padded where shapes compile
+    assert batches == [32, 32, last]
+    for name, (begin, end) in frame_map.items():
+        for level, reference in zip(levels, separate[name], strict=True):
+            np.testing.assert_allclose(level[begin:end], reference, atol=1e-6, rtol=1e-6)
+
+
+def test_frame_accumulator_takes_windows_in_order_and_all_of_them(backbone):
+    from keras_hbehavemae.embeddings.accumulation import FrameAccumulator
+    from keras_hbehavemae.embeddings.modes import window_plan
+
+    plan = window_plan(3, NUM_FRAMES, "exact")
+    accumulator = FrameAccumulator(plan, "exact", taus=[2], dims=[4])
+    maps = np.zeros((2, NUM_FRAMES // 2, 1, 1, 4), np.float32)
+    with pytest.raises(ValueError, match="out of order"):
+        accumulator.add(1, [maps])
+    accumulator.add(0, [maps])
+    with pytest.raises(ValueError, match="only 2 of 34 windows"):
+        accumulator.result()
+
+
 # ------------------------------------------------------------------ PCA
 def correlated(rows=600, dim=12, seed=0):
     rng = np.random.default_rng(seed)
@@ -344,7 +375,8 @@ def test_extract_embeddings_script_end_to_end(backbone, tmp_path):
         f"--preset={preset}", "--dataset=keypoints", f"--path_to_data_dir={data}",
         f"--output_dir={output}", "--mode=fast", "--pca", "--pca_dim=70", "--combined",
         "--batch_size=8",
-        # XLA for TensorFlow on a CPU; its embeddings must equal the eager ones below.
+        # XLA for TensorFlow on a CPU, which this small model would not get by default; its
+        # embeddings must equal the eager ones below.
         f"--jit_compile={'true' if keras.config.backend() == 'tensorflow' else 'auto'}",
     ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600,
@@ -353,11 +385,13 @@ def test_extract_embeddings_script_end_to_end(backbone, tmp_path):
     summary = json.loads((output / "extraction.json").read_text())
     assert summary["dims_before_pca"] == [128, 96, 64] and summary["dims"] == [70, 70, 64]
     assert summary["jit_compile"] == command[-1].split("=")[1]
+    assert summary["compiled"] == str(keras.config.backend() != "torch")
     files = np.load(output / "test_submission_0.npy", allow_pickle=True).item()
     assert list(files["frame_number_map"].items()) == [("s0", (0, 9)), ("s1", (9, 49))]
     assert files["embeddings"].shape == (49, 70) and files["embeddings"].dtype == np.float32
     assert np.isfinite(files["embeddings"]).all()
     combined = np.load(output / "level_combined.npy")
     assert combined.shape == (49, 70 + 70 + 64)
+    assert backbone.jit_compile is (keras.config.backend() == "jax")  # eager TensorFlow
     raw = embed_sequence(backbone, np.load(data / "s0.npy"), levels=[2], mode="fast")[0]
     np.testing.assert_allclose(np.load(output / "level_2.npy")[:9], raw, atol=1e-5)

@@ -72,6 +72,11 @@ def test_extraction_writes_levels_labels_and_baseline(end_to_end):
     assert -1.0 <= keypoints.min() and keypoints.max() <= 1.0  # arena-normalised
     labels = np.load(folder / "labels.npy", allow_pickle=True).item()
     assert sorted(labels["vocabulary"]) == sorted(TASKS)
+    # A new user's default extraction takes the fast path measured for a small model
+    # (tests/test_compilation.py): XLA under JAX only.
+    summary = json.loads((folder / "extraction.json").read_text())
+    assert summary["jit_compile"] == "auto"
+    assert summary["compiled"] == str(keras.config.backend() == "jax")
     assert labels["label_array"].shape == (4, frames)
 
 

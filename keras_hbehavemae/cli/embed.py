@@ -81,9 +81,9 @@ def define_flags() -> None:
     flags.DEFINE_integer("batch_size", 64, "Windows per backbone call (does not change results).",
                          lower_bound=1)
     flags.DEFINE_enum("jit_compile", "auto", ["auto", "true", "false"], "Compile the encoder's "
-                      "predict path: auto = Keras' default (XLA under JAX, none for TensorFlow on "
-                      "a CPU); true also gives TensorFlow XLA on a CPU (about 2x faster for "
-                      "Shot7M2, one compilation per batch size); under torch true means "
+                      "predict path: auto = the fastest measured path (XLA under JAX; under "
+                      "TensorFlow with a GPU, and on a CPU for models of Shot7M2/MABe22 size; "
+                      "eager torch); false: TensorFlow's own kernels; under torch true means "
                       "torch.compile, which compiles for minutes and gained nothing here.")
     flags.DEFINE_string("output_dir", None, "Folder for the submission files (written whole; "
                         "a previous embedding folder there is replaced).")
@@ -175,9 +175,9 @@ def extract(backbone, sequences, output_dir: str, description: dict) -> tuple[di
     from keras_hbehavemae import embeddings
     from keras_hbehavemae.data.normalisation import ArenaNormalisation
     from keras_hbehavemae.files.atomic import write_json_atomically
+    from keras_hbehavemae.models.compilation import parse_jit_compile_flag
 
-    if FLAGS.jit_compile != "auto":
-        backbone.compile(jit_compile=FLAGS.jit_compile == "true")
+    backbone.compile(jit_compile=parse_jit_compile_flag(FLAGS.jit_compile))
     levels = None if FLAGS.levels is None else flag_parsing.integers("--levels", FLAGS.levels)
     mice = layout(FLAGS.dataset).mice
     embedsum = mice if FLAGS.embedsum is None else FLAGS.embedsum
@@ -209,6 +209,7 @@ def extract(backbone, sequences, output_dir: str, description: dict) -> tuple[di
         "mode": FLAGS.mode,
         "window_stride": FLAGS.window_stride,
         "jit_compile": FLAGS.jit_compile,
+        "compiled": str(backbone.jit_compile),
         "embedsum": bool(embedsum),
         "normalise": None if normalise is None else repr(normalise),
         "levels": level_ids,
@@ -236,6 +237,7 @@ def main(argv):
         write_folder_atomically,
     )
     from keras_hbehavemae.loading import load_model
+    from keras_hbehavemae.models.compilation import parse_jit_compile_flag
     from keras_hbehavemae.presets import read_metadata
 
     folder_rules = dict(
@@ -255,8 +257,7 @@ def main(argv):
             if FLAGS.control is not None:
                 raise ValueError("--control applies to --path_to_data_dir extraction, not to "
                                  "--data (embed the control preset into another folder)")
-            if FLAGS.jit_compile != "auto":
-                backbone.compile(jit_compile=FLAGS.jit_compile == "true")
+            backbone.compile(jit_compile=parse_jit_compile_flag(FLAGS.jit_compile))
             index = {}
             write_folder_atomically(
                 FLAGS.output_dir,

@@ -153,9 +153,9 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
                          "weights (e.g. a published architecture-only preset): training starts "
                          "from scratch on its architecture.", **fv)
     flags.DEFINE_enum("jit_compile", "auto", ["auto", "true", "false"], "XLA-compile the train "
-                      "step. auto: Keras' choice (JAX: yes; TensorFlow: only with a GPU; torch: "
-                      "no). true speeds TensorFlow up 1.4-1.9x on a CPU (measured), after a "
-                      "longer first step.", **fv)
+                      "step. auto: the fastest measured path (XLA under JAX; under TensorFlow "
+                      "with a GPU, and on a CPU for models of Shot7M2/MABe22 size; eager "
+                      "torch); false: TensorFlow's own kernels.", **fv)
     flags.DEFINE_boolean("save_initial", False, "Also save the initial weights (the seeded "
                          "initialisation the run starts from) as the preset folder "
                          "OUTPUT_DIR/initial_preset: the untrained control for `hbehavemae "
@@ -393,6 +393,7 @@ def run(flag_values) -> int:
 
     from keras_hbehavemae.files.atomic import check_output_is_not_input
     from keras_hbehavemae.files.locking import FolderInUseError, FolderLock
+    from keras_hbehavemae.models.compilation import parse_jit_compile_flag
     from keras_hbehavemae.training import (
         PeerLostError,
         TrainingInterrupted,
@@ -410,7 +411,7 @@ def run(flag_values) -> int:
         cluster = cluster_settings(flag_values)
         # Several processes meet first: under JAX before anything else uses JAX.
         distribution = setup_distribution("multi_worker", cluster) if cluster else None
-        jit_compile = {"auto": "auto", "true": True, "false": False}[flag_values.jit_compile]
+        jit_compile = parse_jit_compile_flag(flag_values.jit_compile)
         # One writer per run folder, the lock covering the run's own data folder too. Of
         # several processes, process 0 is the writer (the others write nothing).
         writer = distribution is None or distribution.is_chief

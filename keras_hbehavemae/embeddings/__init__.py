@@ -3,6 +3,7 @@
 | module | concept |
 |---|---|
 | `extraction` | `embed_sequence`, `embed_sequences`: per-frame embeddings per level |
+| `accumulation` | window embeddings → per-frame rows, per sequence |
 | `modes` | the extraction modes (`exact`, `fast`, `strided`) and their windows |
 | `pca` | exact and streaming PCA, the published limits |
 | `submission` | the published submission files |
@@ -10,13 +11,13 @@
 | `reconstruction` | masked reconstruction and imputation of badly tracked frames |
 """
 
+from keras_hbehavemae.embeddings.accumulation import level_rows
 from keras_hbehavemae.embeddings.extraction import (
     DEFAULT_BATCH_SIZE,
     embed_sequence,
     embed_sequences,
     embedding_dims,
     encode_levels,
-    level_rows,
 )
 from keras_hbehavemae.embeddings.modes import MODES, count_windows, window_plan
 from keras_hbehavemae.embeddings.pca import PCA, apply_pca_limit, fit_pca

@@ -6,10 +6,16 @@ normalised); `encoder_norm` and the fusion heads are not used. Every derived
 number (T_k, τ_k = `frames_per_token`, the level grids) comes from
 `backbone.geometry`; the extraction windows come from `data.windows`.
 
-Two modes turn window embeddings into one row per frame:
+The modes (`exact`, `fast`, `strided`) are described in `modes`, the per-frame
+accumulation in `accumulation`; PCA in `pca`; the published submission files in
+`submission`.
 
-The modes (`exact`, `fast`, `strided`) are described in `modes`; PCA in `pca`; the
-published submission files in `submission`.
+**Batching.** The windows of all sequences stream through the backbone in batches of
+`batch_size` that run across sequence boundaries, so a short sequence (or the end of one)
+shares its batch with the next one. Only the job's last batch can be short. Under
+TensorFlow and JAX, where every new batch shape is traced and XLA-compiled again, it is
+padded to the full batch (the padding rows are dropped); under torch it runs as it is.
+A sequence's running sums exist only while its windows are in flight.
 """
 
 from __future__ import annotations
@@ -20,12 +26,8 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 
 from keras_hbehavemae.data.sequences import KeypointSequences
-from keras_hbehavemae.data.windows import WindowPlan
-from keras_hbehavemae.embeddings.modes import (
-    check_mode,
-    fast_mode_stride_and_padding,
-    window_plan,
-)
+from keras_hbehavemae.embeddings.accumulation import FrameAccumulator
+from keras_hbehavemae.embeddings.modes import check_mode, window_plan
 from keras_hbehavemae.errors import invalid
 from keras_hbehavemae.models.inputs import bad_frames, bad_values_error, validated_inputs
 
@@ -126,20 +128,6 @@ def _predict(backbone, windows: np.ndarray, levels, checked: bool = False) -> li
             for level in _resolve_levels(backbone, levels)]
 
 
-def level_rows(level_map: np.ndarray, embedsum: bool = False) -> np.ndarray:
-    """`[B, T_k, H_k, W_k, C]` → `[B, T_k, D]`: flatten (h, w, c), or mean over H_k·W_k tokens.
-
-    Example:
-        >>> level = np.arange(2 * 3 * 2 * 1 * 4, dtype=np.float32).reshape(2, 3, 2, 1, 4)
-        >>> level_rows(level).shape, level_rows(level, embedsum=True).shape
-        ((2, 3, 8), (2, 3, 4))
-    """
-    batch, frames, height, width, channels = level_map.shape
-    if embedsum:
-        return level_map.reshape(batch, frames, height * width, channels).mean(axis=2)
-    return level_map.reshape(batch, frames, height * width * channels)
-
-
 # ---------------------------------------------------------------- one sequence
 def _as_sequence(backbone, sequence, check_values: bool = True) -> np.ndarray:
     """`[L, H, W]` float32 of one sequence; NaN, inf or huge values are rejected, naming the
@@ -184,21 +172,90 @@ def _padded_size(count: int) -> int:
     return -(-count // 1024) * 1024
 
 
-def _stream_levels(backbone, sequence, plan: WindowPlan, levels, batch_size, normalise):
-    """Yields `(first_window, [level maps of windows first … first + b))` batch by batch."""
-    offsets = np.arange(plan.num_frames) * plan.sampling_rate
-    last = int(plan.sequence_lengths[0]) - 1
-    for first in range(0, len(plan), batch_size):
-        starts = plan.starts[first:first + batch_size]
-        count = len(starts)
-        if count < batch_size:  # one compiled shape: repeat the last window, drop its outputs
-            starts = np.concatenate([starts, np.full(batch_size - count, starts[-1])])
-        indices = np.clip(starts[:, None] - plan.pad_before + offsets[None, :], 0, last)
-        windows = sequence[indices]  # [rows, T, H, W], edge padding by clipping
+def _pads_last_batch() -> bool:
+    """Whether a short last batch is padded to the full batch: under TensorFlow and JAX,
+    where every new input shape is traced (and XLA-compiled) again; torch runs it as is."""
+    import keras
+
+    return keras.config.backend() != "torch"
+
+
+def _stream(backbone, sequences, plans, new_accumulator, levels, batch_size, normalise,
+            on_done, on_batch=None):
+    """Runs every window of every sequence through the backbone in batches of
+    `batch_size` that run across sequence boundaries.
+
+    Each sequence's piece of a batch goes to its accumulator (`new_accumulator(index)`,
+    made when its first window is run and dropped when it is complete, so only the
+    sequences in flight hold running sums), and `on_done(index, rows)` receives its
+    per-frame rows. Only the job's last batch can be short; it is padded (repeating its
+    last window, the padding rows dropped) to keep one compiled shape where shapes are
+    compiled. `on_batch(windows_done, windows_total)`, if given, follows every batch.
+    """
+    offsets = np.arange(backbone.geometry.config.input_size[0])
+    active, pieces, filled = {}, [], 0  # pieces: (sequence index, first window, windows)
+    total_windows, done_windows = sum(len(plan) for plan in plans), [0]
+
+    def run_batch():
+        gathered = []
+        for index, first, count in pieces:
+            plan = plans[index]
+            starts = plan.starts[first:first + count] - plan.pad_before
+            frames = np.clip(starts[:, None] + plan.sampling_rate * offsets[None, :], 0,
+                             int(plan.sequence_lengths[0]) - 1)
+            gathered.append(sequences[index][frames])  # [count, T, H, W], edge padding
+        windows = np.concatenate(gathered) if len(gathered) > 1 else gathered[0]
+        if filled < batch_size and _pads_last_batch():
+            windows = np.concatenate(
+                [windows, np.repeat(windows[-1:], batch_size - filled, axis=0)])
         if normalise is not None:
             windows = np.asarray(normalise(windows), dtype=np.float32)
         maps = _predict(backbone, windows, levels, checked=normalise is None)
-        yield first, [level_map[:count] for level_map in maps]
+        row = 0
+        for index, first, count in pieces:
+            if index not in active:
+                active[index] = new_accumulator(index)
+            active[index].add(first, [level_map[row:row + count] for level_map in maps])
+            row += count
+            if active[index].done:
+                on_done(index, active.pop(index).result())
+        done_windows[0] += filled
+        if on_batch is not None:
+            on_batch(done_windows[0], total_windows)
+
+    for index, plan in enumerate(plans):
+        first, total = 0, len(plan)
+        while first < total:
+            count = min(batch_size - filled, total - first)
+            pieces.append((index, first, count))
+            filled, first = filled + count, first + count
+            if filled == batch_size:
+                run_batch()
+                pieces, filled = [], 0
+    if pieces:
+        run_batch()
+
+
+def _run(backbone, arrays, levels, mode, embedsum, batch_size, normalise, window_stride,
+         on_done, on_batch=None) -> None:
+    """Embeds the checked `arrays` in `mode`; `on_done(index, rows)` per sequence."""
+    geometry = backbone.geometry
+    taus = [geometry.levels[level].frames_per_token for level in levels]
+    dims = embedding_dims(backbone, levels, embedsum)
+    plans = [window_plan(array.shape[0], _num_frames(backbone), mode, window_stride)
+             for array in arrays]
+    _stream(backbone, arrays, plans,
+            lambda index: FrameAccumulator(plans[index], mode, taus, dims, embedsum),
+            levels, batch_size, normalise, on_done, on_batch)
+
+
+def _check_options(mode, window_stride, batch_size) -> int:
+    check_mode(mode)
+    if window_stride is not None and mode != "strided":
+        raise ValueError(f"window_stride applies to mode='strided' only, not {mode!r}")
+    if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
+        raise invalid("batch_size", batch_size, "must be a positive integer")
+    return int(batch_size)
 
 
 def embed_sequence(
@@ -235,8 +292,8 @@ def embed_sequence(
         embedsum: mean over the H_k·W_k tokens (published for MABe22 only) instead
             of flattening them.
         batch_size: windows per backbone call. Does not change the result (up to
-            floating-point rounding inside the backbone). The last batch of a sequence
-            is padded to `batch_size` so that the backbone compiles one shape only.
+            floating-point rounding inside the backbone). See "Batching" in the module
+            docstring for the last batch.
         normalise: optional `normalise(windows) -> windows`, applied to every batch
             of windows `[B, T, H, W]` before the backbone (e.g. `ArenaNormalisation()`
             for MABe22, as in training without augmentation).
@@ -248,64 +305,13 @@ def embed_sequence(
         One float32 array `[L, D_k]` per requested level, D_k = H_k·W_k·out_k
         (flatten) or out_k (embedsum).
     """
-    return _embed_sequence(backbone, _as_sequence(backbone, sequence), levels, mode, embedsum,
-                           batch_size, normalise, window_stride, on_batch)
-
-
-def _embed_sequence(backbone, sequence: np.ndarray, levels, mode, embedsum, batch_size,
-                    normalise, window_stride, on_batch=None) -> list[np.ndarray]:
-    """`embed_sequence` of a sequence `_as_sequence` has checked."""
-    check_mode(mode)
-    if window_stride is not None and mode != "strided":
-        raise ValueError(f"window_stride applies to mode='strided' only, not {mode!r}")
-    if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
-        raise invalid("batch_size", batch_size, "must be a positive integer")
-    batch_size = int(batch_size)
+    batch_size = _check_options(mode, window_stride, batch_size)
+    sequence = _as_sequence(backbone, sequence)
     levels = _resolve_levels(backbone, levels)
-    geometry = backbone.geometry
-    num_frames, length = _num_frames(backbone), sequence.shape[0]
-    taus = [geometry.levels[level].frames_per_token for level in levels]
-    dims = embedding_dims(backbone, levels, embedsum)
-
-    plan = window_plan(length, num_frames, mode, window_stride)
-    if mode == "fast":
-        stride = fast_mode_stride_and_padding(num_frames)[0]
-        kept = [plan.pad_before // tau for tau in taus]
-        outputs = [np.empty((len(plan) * stride, dim), np.float32) for dim in dims]
-        for first, maps in _stream_levels(backbone, sequence, plan, levels, batch_size,
-                                          normalise):
-            for output, level_map, token in zip(outputs, maps, kept, strict=True):
-                rows = level_rows(level_map[:, token:token + 1], embedsum)[:, 0]  # [b, D]
-                output[first * stride:(first + len(rows)) * stride] = np.repeat(
-                    rows, stride, axis=0)
-            if on_batch is not None:
-                on_batch(first + maps[0].shape[0], len(plan))
-        return [output[:length] for output in outputs]
-
-    # Exact and strided mode: per-frame running sums, kept as difference arrays over the
-    # padded frame axis (index j = original frame + T − 1, so nothing is ever out of range).
-    padded_length = length + 2 * (num_frames - 1)
-    differences = [np.zeros((padded_length + 1, dim), np.float64) for dim in dims]
-    for first, maps in _stream_levels(backbone, sequence, plan, levels, batch_size, normalise):
-        starts = plan.starts[first:first + maps[0].shape[0]]  # padded first frame of each window
-        for difference, level_map, tau in zip(differences, maps, taus, strict=True):
-            rows = level_rows(level_map, embedsum).astype(np.float64)  # [b, T_k, D]
-            for token in range(rows.shape[1]):
-                begin = starts + token * tau  # unique within the batch
-                difference[begin] += rows[:, token]
-                difference[begin + tau] -= rows[:, token]
-        if on_batch is not None:
-            on_batch(first + maps[0].shape[0], len(plan))
-    # Windows covering each padded frame: T for every original frame in exact mode.
-    coverage = np.zeros(padded_length + 1, np.int64)
-    np.add.at(coverage, plan.starts, 1)
-    np.add.at(coverage, plan.starts + num_frames, -1)
-    counts = np.cumsum(coverage)[num_frames - 1:num_frames - 1 + length, None]
-    embeddings = []
-    for difference in differences:
-        sums = np.cumsum(difference, axis=0)[num_frames - 1:num_frames - 1 + length]
-        embeddings.append((sums / counts).astype(np.float32))
-    return embeddings
+    results = []
+    _run(backbone, [sequence], levels, mode, embedsum, batch_size, normalise, window_stride,
+         on_done=lambda index, rows: results.append(rows), on_batch=on_batch)
+    return results[0]
 
 
 # ---------------------------------------------------------------- many sequences
@@ -348,6 +354,7 @@ def embed_sequences(
         raise ValueError("sequences: nothing to embed")
     if len(set(names)) != len(names):
         raise ValueError("sequences: names must be unique")
+    batch_size = _check_options(mode, window_stride, batch_size)
     _check_sequences(names, arrays)
     levels = _resolve_levels(backbone, levels)
     frame_number_map, start = {}, 0
@@ -361,15 +368,20 @@ def embed_sequences(
         import keras
 
         progress = keras.utils.Progbar(len(arrays), unit_name="sequence")
-    for index, (name, array) in enumerate(zip(names, arrays, strict=True)):
+    checked = []
+    for name, array in zip(names, arrays, strict=True):
         try:
-            embeddings = _embed_sequence(backbone, _as_sequence(backbone, array, False), levels,
-                                         mode, embedsum, batch_size, normalise, window_stride)
+            checked.append(_as_sequence(backbone, array, check_values=False))
         except ValueError as error:
             raise ValueError(f"sequence {name!r}: {error}") from None
-        begin, end = frame_number_map[name]
+
+    def write(index, embeddings):
+        begin, end = frame_number_map[names[index]]
         for output, embedding in zip(outputs, embeddings, strict=True):
             output[begin:end] = embedding
         if progress is not None:
             progress.update(index + 1)
+
+    _run(backbone, checked, levels, mode, embedsum, batch_size, normalise, window_stride,
+         on_done=write)
     return frame_number_map, outputs

@@ -24,9 +24,11 @@ from keras import ops
 
 from keras_hbehavemae.errors import check_known_keys, invalid
 from keras_hbehavemae.models import inputs as keypoint_inputs
+from keras_hbehavemae.models.compilation import resolve_jit_compile
 from keras_hbehavemae.models.config import ENCODER_FIELDS, KERAS_KEYWORDS, HBehaveMAEConfig
 from keras_hbehavemae.models.geometry import Geometry, compute_geometry
 from keras_hbehavemae.models.layers import (
+    FusedBiasDense,
     HieraBlock,
     PatchEmbedding,
     PositionEmbedding,
@@ -171,7 +173,7 @@ class HBehaveMAEBackbone(keras.Model):
                 for level in geometry.levels
             ],
             projections=[
-                keras.layers.Dense(level.out_dim, kernel_initializer="glorot_uniform",
+                FusedBiasDense(level.out_dim, kernel_initializer="glorot_uniform",
                                    dtype=dtype, name=f"projections_{level.stage}")
                 for level in geometry.levels
             ],
@@ -191,6 +193,15 @@ class HBehaveMAEBackbone(keras.Model):
         self.blocks = layers.blocks
         self.rerolls = layers.rerolls
         self.projections = layers.projections
+        # `predict` before any `compile` takes the fastest measured path too.
+        self.jit_compile = resolve_jit_compile("auto", self.geometry)
+
+    def compile(self, *args, jit_compile="auto", **kwargs):
+        """`keras.Model.compile`, with "auto" meaning the fastest measured path
+        (`models.compilation.resolve_jit_compile`: for a large model, XLA under TensorFlow on a
+        CPU too)."""
+        super().compile(*args, jit_compile=resolve_jit_compile(jit_compile, self.geometry),
+                        **kwargs)
 
     # ------------------------------------------------------------------ encoding
 

@@ -23,6 +23,7 @@ from keras_hbehavemae.errors import check_known_keys, invalid
 from keras_hbehavemae.models import decoding
 from keras_hbehavemae.models import inputs as keypoint_inputs
 from keras_hbehavemae.models.backbone import HBehaveMAEBackbone, checked_dtype, run_encoder
+from keras_hbehavemae.models.compilation import resolve_jit_compile
 from keras_hbehavemae.models.config import KERAS_KEYWORDS, PRETRAINER_FIELDS, HBehaveMAEConfig
 from keras_hbehavemae.models.geometry import compute_geometry
 from keras_hbehavemae.models.layers import MAEDecoder, MultiScaleFusionHead
@@ -103,6 +104,15 @@ class HBehaveMAE(PretrainingSteps, keras.Model):
         self.grad_norm_tracker = StepMean(name="grad_norm")
         self.skipped_steps_tracker = keras.metrics.Sum(name="skipped_steps")
         self._build_heads()
+        # `predict` before any `compile` takes the fastest measured path too.
+        self.jit_compile = resolve_jit_compile("auto", self.geometry)
+
+    def compile(self, *args, jit_compile="auto", **kwargs):
+        """`keras.Model.compile`, with "auto" meaning the fastest measured path
+        (`models.compilation.resolve_jit_compile`: for a large model, XLA under TensorFlow on a
+        CPU too)."""
+        super().compile(*args, jit_compile=resolve_jit_compile(jit_compile, self.geometry),
+                        **kwargs)
 
     def _build_heads(self):
         kept, last = self.geometry.num_kept_units, self.geometry.out_embed_dims[-1]

@@ -33,6 +33,14 @@ are repeated, as after `kill -9`. A second signal is not caught.
 **Failed log writes.** A TensorBoard write that fails (a full disk) raises `LogWriteError`
 (an `OSError` naming the log folder); the checkpoints written so far stay consistent.
 
+The compiled path (`jit_compile`) is not part of the configuration a resume must match: a
+run may resume with or without XLA. Under TensorFlow, XLA (the default, also on a CPU; see
+`models.compilation`) draws other random masks from the same seed-generator state than
+TensorFlow's own kernels (`--jit_compile false`) do, so switching it on resume, like the
+shuffle, changes which masks the rest of the run sees; the model's numbers for a given mask
+agree to rounding. JAX draws the same masks compiled or not; torch runs eagerly unless
+`--jit_compile true` asks for `torch.compile`, whose random draws differ again.
+
 Building blocks: `TrainingConfig`, `setup_distribution`, `build_pretrainer`,
 `build_training_run`, `restore_checkpoint`.
 
@@ -219,10 +227,10 @@ def build_training_run(model_config: HBehaveMAEConfig, data: PretrainingData,
         training: the training settings; or give them as keyword arguments.
         preset: start from these weights (preset folder, `.keras` or `.weights.h5`).
         distribution: from `setup_distribution` (default: set up from `training`).
-        jit_compile: `keras.Model.compile`'s: "auto" (Keras: XLA under JAX, and under
-            TensorFlow only with a GPU), True or False. Not part of the configuration a
-            resume must match: the model's numbers agree to rounding, but under TensorFlow
-            XLA draws other random masks than the default kernels do.
+        jit_compile: "auto" (the fastest measured path, `models.compilation`), True or
+            False. Not part of the configuration a resume must match (see the module
+            docstring: under TensorFlow, XLA draws other random masks than TensorFlow's
+            kernels do).
         allow_random_weights: accept a `preset` whose weights are random (`none`: the
             architecture only; `initial`): training then starts from scratch.
     """
@@ -383,7 +391,7 @@ def run_pretraining(model_config: HBehaveMAEConfig, data: PretrainingData,
         preset: initial weights for a fresh run (ignored when resuming).
         callbacks: extra Keras callbacks, run after the built-in ones.
         verbose: `model.fit`'s verbosity ("auto": progress bar); 0 also silences messages.
-        jit_compile: as in `build_training_run` (XLA for TensorFlow on CPU: True).
+        jit_compile: as in `build_training_run` ("auto": the fastest measured path).
         allow_random_weights: accept a `preset` without trained weights (training from
             scratch on its architecture).
         save_initial: also save the initial weights as the preset folder

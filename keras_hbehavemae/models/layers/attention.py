@@ -15,7 +15,26 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from keras_hbehavemae.models.layers.dense_rows import dense_on_rows
+from keras_hbehavemae.models.layers.dense_rows import FusedBiasDense, dense_on_rows
+
+
+def heads_axis_attention(query, key, value):
+    """Softmax attention `[B, L, N, e]` (the layout of `keras.ops.dot_product_attention`).
+
+    Under torch, PyTorch's fused CPU/GPU kernel is called on transposed views: Keras' own
+    torch path copies every input into `[B, N, L, e]` first. The kernel reads the strided
+    views directly and gives identical numbers; on Shot7M2's windowed stage-0 attention
+    (`[8, 96, 100, 48]`, one thread) it took 37 instead of 96 ms, and its output transposed
+    back is contiguous, so the reshape after it copies nothing either.
+    """
+    if keras.config.backend() == "torch":
+        import torch
+
+        if isinstance(query, torch.Tensor):
+            attended = torch.nn.functional.scaled_dot_product_attention(
+                query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2))  # [B, N, L, e]
+            return attended.transpose(1, 2)  # [B, L, N, e]
+    return ops.dot_product_attention(query, key, value)
 
 
 @keras.saving.register_keras_serializable(package="keras_hbehavemae")
@@ -25,7 +44,9 @@ class MaskUnitAttention(keras.layers.Layer):
     Tokens are in unrolled order: token n belongs to window
     `n mod num_windows`, so windows are a reshape, not a gather. With `query_stride` s > 1
     the queries are max-pooled over the leading s chunks of each window; keys and values
-    are not pooled. Attention runs through `keras.ops.dot_product_attention`.
+    are not pooled. Attention runs through `keras.ops.dot_product_attention` with the
+    windows and heads together as its heads axis (`[B, N/n_w, n_w·h, e]`, a reshape of the
+    unrolled tokens), so no windowed tensor is ever transposed.
 
     Args:
         dim: output width D (the fused qkv projection maps d_in → 3D).
@@ -46,9 +67,9 @@ class MaskUnitAttention(keras.layers.Layer):
         self.query_stride = int(query_stride)
         self.window_size = int(window_size)
         self.use_mask_unit_attention = bool(use_mask_unit_attention)
-        self.qkv = keras.layers.Dense(3 * self.dim, kernel_initializer="glorot_uniform",
+        self.qkv = FusedBiasDense(3 * self.dim, kernel_initializer="glorot_uniform",
                                       dtype=self.dtype_policy, name="qkv")
-        self.proj = keras.layers.Dense(self.dim, kernel_initializer="glorot_uniform",
+        self.proj = FusedBiasDense(self.dim, kernel_initializer="glorot_uniform",
                                        dtype=self.dtype_policy, name="proj")
 
     def build(self, input_shape):
@@ -61,14 +82,6 @@ class MaskUnitAttention(keras.layers.Layer):
             return 1
         return num_tokens // (self.query_stride * self.window_size)
 
-    def _windows_first(self, tensor, per_window: int, windows: int):
-        """[B, N, D] in unrolled order → [B, n_w, N/n_w, h, e] (window-major)."""
-        tensor = ops.reshape(  # [B, N/n_w, n_w, h, e]: token n = r·n_w + window
-            tensor, (-1, per_window, windows, self.num_heads, self.head_dim))
-        if windows == 1:
-            return ops.reshape(tensor, (-1, 1, per_window, self.num_heads, self.head_dim))
-        return ops.transpose(tensor, (0, 2, 1, 3, 4))  # [B, n_w, N/n_w, h, e]
-
     def call(self, tokens):
         num_tokens = tokens.shape[1]
         windows = self.num_windows(num_tokens)
@@ -80,21 +93,17 @@ class MaskUnitAttention(keras.layers.Layer):
         # pass a concatenation instead of three zero-filled scatters.
         query, key, value = ops.split(dense_on_rows(self.qkv, tokens), 3, axis=-1)  # 3×[B, N, D]
         if stride > 1:
-            # Token n = (i·(N/(n_w·s)) + r)·n_w + window: pool over the stride chunk i first,
-            # so only the pooled queries are transposed.
-            query = ops.reshape(  # [B, s, N/(n_w·s), n_w, D]
-                query, (-1, stride, queries, windows, self.dim))
-            query = ops.max(query, axis=1)  # [B, N/(n_w·s), n_w, D]
-        query = self._windows_first(query, queries, windows)  # [B, n_w, q, h, e]
-        key = self._windows_first(key, per_window, windows)  # [B, n_w, k, h, e]
-        value = self._windows_first(value, per_window, windows)
-        query = ops.reshape(query, (-1, queries, heads, head_dim))  # [B·n_w, q, h, e]
-        key = ops.reshape(key, (-1, per_window, heads, head_dim))  # [B·n_w, k, h, e]
-        value = ops.reshape(value, (-1, per_window, heads, head_dim))
-        attended = ops.dot_product_attention(query, key, value)  # [B·n_w, q, h, e]
-        attended = ops.reshape(attended, (-1, windows, queries, self.dim))  # [B, n_w, q, D]
-        if windows > 1:
-            attended = ops.transpose(attended, (0, 2, 1, 3))  # [B, q, n_w, D]: r'·n_w + window
+            # Token n = (i·(N/(n_w·s)) + r)·n_w + window: pool over the stride chunk i.
+            query = ops.reshape(  # [B, s, N/(n_w·s), n_w·D]
+                query, (-1, stride, queries, windows * self.dim))
+            query = ops.max(query, axis=1)  # [B, N/(n_w·s), n_w·D]
+        # Token n = r·n_w + window, so [B, N/n_w, n_w, h, e] is a reshape, and attention
+        # inside each window and head is attention over the N/n_w tokens of each of n_w·h
+        # "heads": no window transpose in or out.
+        query = ops.reshape(query, (-1, queries, windows * heads, head_dim))  # [B, q, n_w·h, e]
+        key = ops.reshape(key, (-1, per_window, windows * heads, head_dim))  # [B, k, n_w·h, e]
+        value = ops.reshape(value, (-1, per_window, windows * heads, head_dim))
+        attended = heads_axis_attention(query, key, value)  # [B, q, n_w·h, e]
         attended = ops.reshape(attended, (-1, queries * windows, self.dim))  # [B, N/s, D]
         return dense_on_rows(self.proj, attended)
 

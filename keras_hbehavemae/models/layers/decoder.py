@@ -15,6 +15,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from keras_hbehavemae.models.layers.dense_rows import FusedBiasDense
 from keras_hbehavemae.models.layers.hiera_block import HieraBlock
 
 
@@ -64,7 +65,7 @@ class MAEDecoder(keras.layers.Layer):
         self.mlp_ratio = float(mlp_ratio)
         self.layer_norm_eps = float(layer_norm_eps)
         policy = self.dtype_policy
-        self.decoder_embed = keras.layers.Dense(
+        self.decoder_embed = FusedBiasDense(
             self.embed_dim, kernel_initializer="glorot_uniform", dtype=policy,
             name="decoder_embed")
         self.decoder_blocks = [
@@ -75,7 +76,7 @@ class MAEDecoder(keras.layers.Layer):
         ]
         self.decoder_norm = keras.layers.LayerNormalization(
             epsilon=self.layer_norm_eps, dtype=policy, name="decoder_norm")
-        self.decoder_pred = keras.layers.Dense(
+        self.decoder_pred = FusedBiasDense(
             self.pred_stride, kernel_initializer="glorot_uniform", dtype="float32",
             name="decoder_pred")
 

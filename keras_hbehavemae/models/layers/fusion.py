@@ -15,6 +15,8 @@ import math
 import keras
 from keras import ops
 
+from keras_hbehavemae.models.layers.dense_rows import FusedBiasDense
+
 
 @keras.saving.register_keras_serializable(package="keras_hbehavemae")
 class MultiScaleFusionHead(keras.layers.Layer):
@@ -36,7 +38,7 @@ class MultiScaleFusionHead(keras.layers.Layer):
     def build(self, input_shape):
         fan_in = math.prod(input_shape[2:])
         bound = 1.0 / math.sqrt(fan_in)
-        self.dense = keras.layers.Dense(
+        self.dense = FusedBiasDense(
             self.output_dim,
             kernel_initializer=keras.initializers.VarianceScaling(1.0 / 3.0, "fan_in", "uniform"),
             bias_initializer=keras.initializers.RandomUniform(-bound, bound),

@@ -16,7 +16,7 @@ import keras
 from keras import ops
 
 from keras_hbehavemae.models.layers.attention import MaskUnitAttention
-from keras_hbehavemae.models.layers.dense_rows import dense_on_rows
+from keras_hbehavemae.models.layers.dense_rows import FusedBiasDense, dense_on_rows
 
 
 def max_pool_tokens(tokens, stride: int):
@@ -77,13 +77,13 @@ class HieraBlock(keras.layers.Layer):
         self.norm2 = keras.layers.LayerNormalization(
             epsilon=self.layer_norm_eps, dtype=policy, name="norm2")
         self.hidden_dim = int(self.dim * self.mlp_ratio)
-        self.mlp_fc1 = keras.layers.Dense(
+        self.mlp_fc1 = FusedBiasDense(
             self.hidden_dim, kernel_initializer="glorot_uniform", dtype=policy, name="mlp_fc1")
-        self.mlp_fc2 = keras.layers.Dense(
+        self.mlp_fc2 = FusedBiasDense(
             self.dim, kernel_initializer="glorot_uniform", dtype=policy, name="mlp_fc2")
         self.proj = None
         if self.input_dim != self.dim:
-            self.proj = keras.layers.Dense(
+            self.proj = FusedBiasDense(
                 self.dim, kernel_initializer="glorot_uniform", dtype=policy, name="proj")
         self.seed_generator = (
             keras.random.SeedGenerator(seed) if self.drop_path_rate > 0 else None)

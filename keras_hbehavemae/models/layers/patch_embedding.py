@@ -18,7 +18,7 @@ import math
 import keras
 from keras import ops
 
-from keras_hbehavemae.models.layers.dense_rows import dense_on_rows
+from keras_hbehavemae.models.layers.dense_rows import FusedBiasDense, dense_on_rows
 
 
 @keras.saving.register_keras_serializable(package="keras_hbehavemae")
@@ -42,7 +42,7 @@ class PatchEmbedding(keras.layers.Layer):
         bound = 1.0 / math.sqrt(patch_size)
         # Published init: Xavier-uniform over [C0, pt·ph·pw] (no receptive field in the
         # fans) and PyTorch's default conv bias U(±1/sqrt(fan_in)).
-        self.projection = keras.layers.Dense(
+        self.projection = FusedBiasDense(
             self.embed_dim,
             kernel_initializer="glorot_uniform",
             bias_initializer=keras.initializers.RandomUniform(-bound, bound),
