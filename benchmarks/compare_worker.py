@@ -107,8 +107,8 @@ class PackageTrain:
         import tensorflow as tf
 
         from keras_hbehavemae.models.compilation import parse_jit_compile_flag
+        from keras_hbehavemae.training.initial import build_pretrainer
         from keras_hbehavemae.training.optimizer import published_optimizer, scaled_learning_rate
-        from keras_hbehavemae.training.run import build_pretrainer
 
         config = benchmark_common.benchmark_config(arguments.config)
         keras.utils.set_random_seed(arguments.seed)

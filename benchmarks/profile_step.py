@@ -35,8 +35,8 @@ import numpy as np
 import product_timing
 from absl import app, flags
 
+from keras_hbehavemae.training.initial import build_pretrainer
 from keras_hbehavemae.training.optimizer import published_optimizer, scaled_learning_rate
-from keras_hbehavemae.training.run import build_pretrainer
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("config", "shot7m2", list(benchmark_common.CONFIG_NAMES), "Configuration.")

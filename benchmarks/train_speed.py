@@ -40,8 +40,8 @@ import keras
 import machine_peak
 from absl import app, flags
 
+from keras_hbehavemae.training.initial import build_pretrainer
 from keras_hbehavemae.training.optimizer import published_optimizer, scaled_learning_rate
-from keras_hbehavemae.training.run import build_pretrainer
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("config", "shot7m2", ["shot7m2", "mabe22", "tiny"], "Configuration.")

@@ -9,12 +9,10 @@ import pytest
 from helpers import TINY, build_pretrainer, golden_pretrainer
 
 from keras_hbehavemae import HBehaveMAEConfig, compute_geometry
+from keras_hbehavemae.embeddings.imputation import bad_unit_mask, imputation_mask, impute
 from keras_hbehavemae.embeddings.reconstruction import (
-    bad_unit_mask,
     fill_strided_frames,
     hidden_element_mask,
-    imputation_mask,
-    impute,
     reconstruct,
     to_numpy,
     token_statistics,

@@ -11,7 +11,7 @@ from helpers import parse_pretrain_flags as parse
 from keras_hbehavemae import HBehaveMAEBackbone, HBehaveMAEConfig
 from keras_hbehavemae.presets import read_metadata
 from keras_hbehavemae.training import TrainingConfig, build_training_run, run_pretraining
-from keras_hbehavemae.training.run import INITIAL_PRESET_FOLDER, save_initial_preset
+from keras_hbehavemae.training.initial import INITIAL_PRESET_FOLDER, save_initial_preset
 
 SEED = 3
 

@@ -145,7 +145,7 @@ def control_backbone(control: str, preset: str, backbone, seed: int | None):
     from keras_hbehavemae.presets import read_metadata
 
     if control == "initial":
-        from keras_hbehavemae.training.run import seeded_pretrainer
+        from keras_hbehavemae.training.initial import seeded_pretrainer
 
         config, _ = read_model_config(preset, "--preset")
         if config is None:

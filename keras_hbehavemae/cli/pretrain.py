@@ -47,7 +47,6 @@ start them with srun, which JAX reads); under TensorFlow set `TF_CONFIG`. See th
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import traceback
@@ -55,6 +54,7 @@ import warnings
 
 from absl import flags
 
+from keras_hbehavemae.cli.cluster_flags import cluster_settings, define_cluster_flags, leave_at_once
 from keras_hbehavemae.cli.pose_flags import (
     DEFAULT_NORMALISE,
     define_pose_flags,
@@ -162,18 +162,7 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
                          "embed --control`. --epochs 0 saves only that preset.", **fv)
     flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16"], "Precision.",
                       **fv)
-    flags.DEFINE_enum("distribute", "none", ["none", "data_parallel", "multi_worker"],
-                      "Data parallelism (JAX, TensorFlow): data_parallel over the local "
-                      "devices, multi_worker over the devices of several processes.", **fv)
-    flags.DEFINE_string("coordinator_address", None, "multi_worker, JAX: HOST:PORT of process "
-                        "0 (default: from SLURM/Open MPI or JAX_COORDINATOR_ADDRESS).", **fv)
-    flags.DEFINE_integer("num_processes", None, "multi_worker, JAX: number of processes "
-                         "(default: from the cluster environment).", **fv)
-    flags.DEFINE_integer("process_id", None, "multi_worker, JAX: this process's id, 0 .. "
-                         "num_processes-1; process 0 writes the run folder (default: from the "
-                         "cluster environment).", **fv)
-    flags.DEFINE_integer("startup_timeout", 300, "multi_worker: seconds to wait for all "
-                         "processes to start.", lower_bound=1, **fv)
+    define_cluster_flags(flag_values)
     define_pose_flags(flag_values)
 
 
@@ -299,24 +288,6 @@ def training_config(flag_values):
         steps_per_epoch=_setting(flag_values, "steps_per_epoch"))
 
 
-CLUSTER_FLAGS = ("coordinator_address", "num_processes", "process_id", "startup_timeout")
-
-
-def cluster_settings(flag_values):
-    """The `ClusterSettings` of `--distribute multi_worker`, else None."""
-    given = [name for name in CLUSTER_FLAGS if flag_values[name].present]
-    if flag_values.distribute != "multi_worker":
-        if given:
-            raise ValueError(f"--{given[0]} applies to --distribute multi_worker only")
-        return None
-    from keras_hbehavemae.training import ClusterSettings
-
-    return ClusterSettings(coordinator_address=flag_values.coordinator_address,
-                           num_processes=flag_values.num_processes,
-                           process_id=flag_values.process_id,
-                           startup_timeout=flag_values.startup_timeout)
-
-
 def pretraining_data(flag_values, config, distribution=None):
     """The data of the run; with several processes (`distribution`) only process 0
     generates the synthetic data, and the others wait for it."""
@@ -356,41 +327,12 @@ def pretraining_data(flag_values, config, distribution=None):
         held_out_path=flag_values.held_out_path)
 
 
-def save_initial_only(flag_values, config) -> str:
-    """`--epochs 0`: the initial weights as OUTPUT_DIR/initial_preset, nothing trained.
-
-    An existing run folder must hold a run of the same model.
-    """
-    from keras_hbehavemae.training import run_directory
-    from keras_hbehavemae.training.run import INITIAL_PRESET_FOLDER, save_initial_preset
-
-    if flag_values.preset:
-        raise ValueError("epochs: 0 is invalid with --preset: the initial weights are the "
-                         "architecture's seeded initialisation; give the architecture flags")
-    existing = os.path.join(flag_values.output_dir, run_directory.RUN_CONFIG_FILE)
-    if os.path.isfile(existing):
-        model = run_directory.read_json(existing).get("model")
-        if model != json.loads(json.dumps(config.to_dict())):
-            raise ValueError(f"--output_dir {flag_values.output_dir!r} holds a run of another "
-                             f"model ({existing}); give its model flags or another --output_dir")
-    directory = os.path.join(flag_values.output_dir, INITIAL_PRESET_FOLDER)
-    save_initial_preset(config, flag_values.seed, directory)
-    return directory
-
-
-def _leave(status: int) -> None:
-    """Ends a process of a multi-worker run at once: at a normal exit the JAX runtime would
-    wait for the other processes first."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(status)
-
-
 def run(flag_values) -> int:
     """Runs the pretraining the flags describe; returns the exit status (0 done, 1 an error,
     128 + the signal number for a run stopped by SIGTERM or Ctrl-C)."""
     import contextlib
 
+    from keras_hbehavemae.cli import flag_parsing
     from keras_hbehavemae.files.atomic import check_output_is_not_input
     from keras_hbehavemae.files.locking import FolderInUseError, FolderLock
     from keras_hbehavemae.models.compilation import parse_jit_compile_flag
@@ -401,9 +343,12 @@ def run(flag_values) -> int:
         setup_distribution,
     )
     from keras_hbehavemae.training.callbacks import NonFiniteLossError
+    from keras_hbehavemae.training.initial import save_initial_only
 
     cluster = None
     try:
+        for flag in ("output_dir", "path_to_data_dir", "held_out_path", "preset"):
+            flag_parsing.path(f"--{flag}", flag_values[flag].value)
         check_output_is_not_input(flag_values.output_dir, "--output_dir", {
             "--path_to_data_dir": flag_values.path_to_data_dir,
             "--held_out_path": flag_values.held_out_path, "--preset": flag_values.preset},
@@ -430,7 +375,11 @@ def run(flag_values) -> int:
                 if cluster is not None:
                     raise ValueError("epochs: 0 is invalid with --distribute multi_worker: "
                                      "the initial weights are written by one process")
-                directory = save_initial_only(flag_values, config)
+                if flag_values.preset:
+                    raise ValueError("epochs: 0 is invalid with --preset: the initial weights "
+                                     "are the architecture's seeded initialisation; give the "
+                                     "architecture flags")
+                directory = save_initial_only(config, flag_values.seed, flag_values.output_dir)
                 print(f"wrote {directory} (the initial weights, seed {flag_values.seed}; "
                       "nothing trained)", flush=True)
                 return 0
@@ -446,19 +395,19 @@ def run(flag_values) -> int:
     except TrainingInterrupted as stopped:
         print(str(stopped), file=sys.stderr, flush=True)
         if cluster is not None:
-            _leave(stopped.exit_status)
+            leave_at_once(stopped.exit_status)
         return stopped.exit_status
     except (ValueError, OSError, ImportError, NonFiniteLossError, FolderInUseError,
             PeerLostError) as error:
         print(f"error: {error}", file=sys.stderr, flush=True)
         if cluster is not None:
-            _leave(1)
+            leave_at_once(1)
         return 1
     except Exception:
         if cluster is None:
             raise
         traceback.print_exc()
-        _leave(1)
+        leave_at_once(1)
     return 0
 
 

@@ -8,7 +8,8 @@
 | `pca` | exact and streaming PCA, the published limits |
 | `submission` | the published submission files |
 | `recordings` | one embedding file per pose recording (`hbehavemae embed --data`) |
-| `reconstruction` | masked reconstruction and imputation of badly tracked frames |
+| `reconstruction` | masked reconstruction |
+| `imputation` | imputation of badly tracked frames |
 """
 
 from keras_hbehavemae.embeddings.accumulation import level_rows

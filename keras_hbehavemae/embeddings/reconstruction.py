@@ -5,7 +5,7 @@ The pretrainer predicts, for every mask unit u, the *time-strided* keypoints of 
 frame of every temporal patch (frames 0, pt, 2·pt, …), cut into the final grid G with the
 label patch (a, b, c) = (M_t, ph·M_h, pw·M_w), each token row-major over (t, h, w).
 `unpatchify` inverts that layout, `reconstruct` runs the model and fills the pt − 1 frames
-between strided frames, and `impute` re-predicts badly tracked frames.
+between strided frames (and `imputation.impute` re-predicts badly tracked frames).
 
 Example:
 
@@ -24,10 +24,10 @@ True
 ((2, 32, 4, 12), 1440, 1440)
 
 With a pretrainer `model` (see `HBehaveMAE`): `reconstruct(model, x, mask)` returns the
-reconstruction `[B, T, H, W]` and the masks; `impute(model, x, bad_frames)` replaces badly
-tracked frames. Both also take a preset (name or folder) or a `.keras` file instead of a
-model, loaded through `loading.load_model`; a preset without trained or converted weights
-is refused unless `allow_random_weights=True`.
+reconstruction `[B, T, H, W]` and the masks; `imputation.impute(model, x, bad_frames)`
+replaces badly tracked frames. Both also take a preset (name or folder) or a `.keras` file
+instead of a model, loaded through `loading.load_model`; a preset without trained or
+converted weights is refused unless `allow_random_weights=True`.
 """
 
 from __future__ import annotations
@@ -124,7 +124,7 @@ def composite_frames(strided_pred, hidden, keypoints, patch_t: int, fill: str) -
 # ---------------------------------------------------------------------- model runs
 
 
-def _pretrainer(model, allow_random_weights: bool):
+def resolve_pretrainer(model, allow_random_weights: bool):
     """`model`, or the pretrainer of a preset name/folder or `.keras` file."""
     if isinstance(model, str | os.PathLike):
         return load_model(model, kind="pretrainer", allow_random_weights=allow_random_weights,
@@ -132,7 +132,7 @@ def _pretrainer(model, allow_random_weights: bool):
     return model
 
 
-def _standardize(model, keypoints, check_values: bool = True):
+def standardize_keypoints(model, keypoints, check_values: bool = True):
     """`(keypoints [B, T, H, W] float32 numpy, input shape)`; ValueError on a bad shape and,
     with `check_values`, on NaN, inf or huge values (naming the sample and frame)."""
     if not hasattr(model, "geometry") or not hasattr(model, "decoder"):
@@ -187,7 +187,7 @@ def predict_tokens(model, keypoints, mask, batch_size: int | None = None) -> np.
     return np.asarray(to_numpy(outputs["pred"]), "float32")
 
 
-def _predict_checked(model, keypoints, mask, batch_size) -> np.ndarray:
+def predict_checked_tokens(model, keypoints, mask, batch_size) -> np.ndarray:
     """`predict_tokens` of inputs this module has checked (the model does not check again)."""
     with validated_inputs(model):
         return predict_tokens(model, keypoints, mask, batch_size)
@@ -251,8 +251,8 @@ def reconstruct(model, keypoints, mask=None, *, fill: str = "hold", denormalise_
     """
     if fill not in FILL_MODES:
         raise ValueError(f"fill: {fill!r} is not one of {FILL_MODES}")
-    model = _pretrainer(model, allow_random_weights)
-    keypoints, input_shape = _standardize(model, keypoints)
+    model = resolve_pretrainer(model, allow_random_weights)
+    keypoints, input_shape = standardize_keypoints(model, keypoints)
     geometry = model.geometry
     norm_loss = bool(model.config_object.norm_loss)
     statistics = None
@@ -261,7 +261,7 @@ def reconstruct(model, keypoints, mask=None, *, fill: str = "hold", denormalise_
             raise ValueError(
                 "denormalise_with: this model was trained without norm_loss; its predictions "
                 "are already in keypoint units")
-        truth, truth_shape = _standardize(model, denormalise_with, check_values=False)
+        truth, truth_shape = standardize_keypoints(model, denormalise_with, check_values=False)
         check_keypoint_values(truth, "denormalise_with")
         if truth.shape != keypoints.shape:
             raise ValueError(
@@ -269,7 +269,7 @@ def reconstruct(model, keypoints, mask=None, *, fill: str = "hold", denormalise_
                 f"{input_shape}")
         statistics = token_statistics(truth, geometry)
     mask = _unit_mask(model, mask, len(keypoints), seed)
-    pred = _predict_checked(model, keypoints, mask, batch_size)
+    pred = predict_checked_tokens(model, keypoints, mask, batch_size)
     tokens = pred if statistics is None else pred * statistics[1] + statistics[0]
     patch_t = geometry.config.patch_kernel[0]
     strided = np.asarray(to_numpy(unpatchify(tokens, geometry)), "float32")
@@ -288,136 +288,3 @@ def reconstruct(model, keypoints, mask=None, *, fill: str = "hold", denormalise_
         "pred": pred,
         "normalised": normalised,
     }
-
-
-def bad_unit_mask(bad_frames, geometry: Geometry) -> np.ndarray:
-    """`[B, U]` True for every mask unit that contains a bad frame (all its rows/features)."""
-    bad_frames = np.asarray(bad_frames, dtype=bool)
-    frames_per_unit = unit_extent(geometry)[0]
-    grid_t, grid_h, grid_w = geometry.mask_grid
-    per_time = bad_frames.reshape(len(bad_frames), grid_t, frames_per_unit).any(axis=2)
-    units = np.broadcast_to(per_time[:, :, None, None], (len(bad_frames), grid_t, grid_h, grid_w))
-    return units.reshape(len(bad_frames), geometry.num_mask_units)
-
-
-def imputation_mask(bad_frames, geometry: Geometry, seed: int = 0) -> np.ndarray:
-    """Unit mask `[B, U]` (True = kept) hiding every unit with a bad frame, and exactly
-    U − K units per row in all.
-
-    When fewer than U − K units are bad, the missing number of extra units is hidden at
-    random among the good ones (`numpy.random.default_rng(seed)`, so deterministic):
-    the model was trained on random masks, and random extra units leave as much context
-    around the bad frames as the mask ratio allows on average.
-
-    Raises:
-        ValueError: some row has more than U − K bad units.
-    """
-    bad = bad_unit_mask(bad_frames, geometry)
-    units, kept = geometry.num_mask_units, geometry.num_kept_units
-    limit = units - kept
-    counts = bad.sum(axis=1)
-    if (counts > limit).any():
-        row = int(np.argmax(counts))
-        raise ValueError(
-            f"bad_frames: too many bad frames for this mask ratio: row {row} has bad frames in "
-            f"{int(counts[row])} of {units} mask units, but the model hides at most "
-            f"U − K = {limit} units (mask_ratio {geometry.config.mask_ratio}, K = {kept} kept; "
-            f"one unit spans {unit_extent(geometry)[0]} frames). Impute shorter windows, or "
-            "use a pretrainer rebuilt with a higher mask_ratio")
-    rng = np.random.default_rng(seed)
-    hidden = bad.copy()
-    for row in range(len(bad)):
-        good = np.flatnonzero(~bad[row])
-        extra = rng.choice(good, size=limit - int(counts[row]), replace=False)
-        hidden[row, extra] = True
-    return ~hidden
-
-
-def impute(model, keypoints, bad_frames, *, fill: str = "linear", seed: int = 0,
-           batch_size: int | None = None, allow_random_weights: bool = False) -> dict:
-    """Replaces badly tracked frames by the model's reconstruction.
-
-    Every mask unit containing a bad frame is hidden (a unit covers M_t·pt frames and all
-    rows/features of its (h, w) cells; since a bad frame is bad in all of them, all units
-    of that time slice are hidden), then further units are hidden at random (`seed`)
-    until exactly U − K are hidden, as the model requires (see `imputation_mask`). The
-    time-strided frames are taken from the input where their unit is visible and from the
-    predictions where it is hidden; the frames in between are filled as in `reconstruct`
-    (`"linear"` by default, which then interpolates towards true visible frames). Only
-    the bad frames are replaced.
-
-    Args:
-        model: an `HBehaveMAE` pretrainer trained *without* `norm_loss` (per-token
-            normalised predictions of hidden tokens cannot be mapped back to keypoint
-            units), or a preset or `.keras` file holding one (as in `reconstruct`).
-        keypoints: `[B, T, H, W]` (or `[B, T, H·W]`) keypoints, preprocessed as in
-            training. The values of bad frames are ignored (they are hidden): NaN is fine
-            there. Elsewhere NaN, inf and huge values are rejected.
-        bad_frames: `[B, T]` bool, True for a badly tracked frame.
-        fill: `"hold"` or `"linear"` (see `fill_strided_frames`).
-        seed: seed of the extra hidden units.
-        batch_size: run the model in batches of this size (default: one batch).
-        allow_random_weights: accept a preset without trained or converted weights.
-
-    Returns:
-        A dict of numpy arrays: `keypoints` (the input with the bad frames replaced, input
-        layout), `composite` (the input with *all* hidden elements replaced, see
-        `composite_frames`), `mask` (`[B, U]`, True = kept), `hidden` (`[B, T, H, W]`,
-        input layout) and `bad_frames`.
-
-    Raises:
-        ValueError: wrong shapes, NaN, inf or huge values outside the bad frames, too many
-            bad frames for the mask ratio, or a `norm_loss` model.
-    """
-    if fill not in FILL_MODES:
-        raise ValueError(f"fill: {fill!r} is not one of {FILL_MODES}")
-    model = _pretrainer(model, allow_random_weights)
-    keypoints, input_shape = _standardize(model, keypoints, check_values=False)
-    if model.config_object.norm_loss:
-        raise ValueError(
-            "model: impute needs a pretrainer trained without norm_loss; with norm_loss the "
-            "predictions are standardised per target token and the mean/std of a hidden "
-            "token is unknown, so they cannot be turned back into keypoints")
-    geometry = model.geometry
-    bad_frames = to_numpy(bad_frames)
-    frames = geometry.config.input_size[0]
-    if bad_frames.shape != (len(keypoints), frames):
-        raise ValueError(
-            f"bad_frames: shape {bad_frames.shape} is invalid; expected [batch, frames] = "
-            f"{(len(keypoints), frames)}")
-    if bad_frames.dtype.kind != "b":
-        raise ValueError(f"bad_frames: dtype {bad_frames.dtype} is invalid; expected bool")
-    # The values of bad frames are hidden from the model and replaced: any value is accepted
-    # there (NaN for untracked), and 0 stands in for it. Elsewhere they must be valid.
-    keypoints = np.where(bad_frames[:, :, None, None], np.float32(0), keypoints)
-    check_keypoint_values(keypoints, "keypoints outside bad_frames")
-    mask = imputation_mask(bad_frames, geometry, seed)
-    pred = _predict_checked(model, keypoints, mask, batch_size)
-    patch_t = geometry.config.patch_kernel[0]
-    predicted = np.asarray(to_numpy(unpatchify(pred, geometry)), "float32")
-    hidden = hidden_element_mask(mask, geometry)
-    composite = composite_frames(predicted, hidden, keypoints, patch_t, fill)
-    imputed = np.where(bad_frames[:, :, None, None], composite, keypoints)
-    return {
-        "keypoints": imputed.reshape(input_shape),
-        "composite": composite.reshape(input_shape),
-        "mask": mask,
-        "hidden": hidden.reshape(input_shape),
-        "bad_frames": bad_frames,
-    }
-
-
-__all__ = [
-    "FILL_MODES",
-    "bad_unit_mask",
-    "composite_frames",
-    "fill_strided_frames",
-    "hidden_element_mask",
-    "imputation_mask",
-    "impute",
-    "predict_tokens",
-    "reconstruct",
-    "token_statistics",
-    "unit_extent",
-    "unpatchify",
-]

@@ -28,7 +28,6 @@ from keras_hbehavemae.models.compilation import resolve_jit_compile
 from keras_hbehavemae.models.config import ENCODER_FIELDS, KERAS_KEYWORDS, HBehaveMAEConfig
 from keras_hbehavemae.models.geometry import Geometry, compute_geometry
 from keras_hbehavemae.models.layers import (
-    FusedBiasDense,
     HieraBlock,
     PatchEmbedding,
     PositionEmbedding,
@@ -172,8 +171,11 @@ class HBehaveMAEBackbone(keras.Model):
                              name=f"reroll_{level.stage}")
                 for level in geometry.levels
             ],
+            # Plain Dense, not FusedBiasDense: a weights file names the layers of a list by
+            # their class ("dense", "dense_1", ...), and every saved preset and checkpoint
+            # holds these names.
             projections=[
-                FusedBiasDense(level.out_dim, kernel_initializer="glorot_uniform",
+                keras.layers.Dense(level.out_dim, kernel_initializer="glorot_uniform",
                                    dtype=dtype, name=f"projections_{level.stage}")
                 for level in geometry.levels
             ],

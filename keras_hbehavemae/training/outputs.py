@@ -11,7 +11,7 @@ from keras_hbehavemae.training import run_directory
 from keras_hbehavemae.training.distribution import without_distribution
 
 if TYPE_CHECKING:
-    from keras_hbehavemae.training.run import TrainingRun
+    from keras_hbehavemae.training.training_run import TrainingRun
 
 
 def _float32_copy(model: HBehaveMAE) -> HBehaveMAE:

@@ -25,7 +25,8 @@ from keras_hbehavemae import HBehaveMAE, HBehaveMAEBackbone
 from keras_hbehavemae.convert.checkpoint import load_torch_state_dict
 from keras_hbehavemae.data.pipeline import make_evaluation_dataset, make_pretraining_dataset
 from keras_hbehavemae.embeddings import embed_sequence, embed_sequences
-from keras_hbehavemae.embeddings.reconstruction import impute, reconstruct
+from keras_hbehavemae.embeddings.imputation import impute
+from keras_hbehavemae.embeddings.reconstruction import reconstruct
 from keras_hbehavemae.models.inputs import MAX_ABS_KEYPOINT, check_keypoint_values
 
 SHAPE_MESSAGE = r"keypoints: shape .* does not fit this model; expected \[batch, 32, 4, 12\]"

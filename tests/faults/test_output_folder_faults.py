@@ -41,7 +41,8 @@ from helpers import (
 from keras_hbehavemae import HBehaveMAE, HBehaveMAEBackbone, HBehaveMAEConfig, load_model
 from keras_hbehavemae.cli.convert import write_converted
 from keras_hbehavemae.cli.evaluate import is_probe_folder
-from keras_hbehavemae.embeddings.reconstruction import impute, reconstruct
+from keras_hbehavemae.embeddings.imputation import impute
+from keras_hbehavemae.embeddings.reconstruction import reconstruct
 from keras_hbehavemae.embeddings.submission import is_embedding_folder
 from keras_hbehavemae.files.atomic import check_output_is_not_input
 from keras_hbehavemae.presets.folder import read_metadata, save_to_preset
