@@ -3,7 +3,7 @@
 Under JAX every process gets `--coordinator_address HOST:PORT --num_processes N
 --process_id I` (or none of them, when srun or mpirun starts the processes and JAX reads
 its cluster environment); under TensorFlow `TF_CONFIG` describes the workers. See
-`keras_hbehavemae.training.cluster` and the README, "Training on several processes".
+`keras_hbehavemae.training.cluster` and the README, "Training on several GPUs or machines".
 """
 
 from __future__ import annotations

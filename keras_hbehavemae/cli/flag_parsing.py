@@ -52,3 +52,39 @@ def path(flag: str, value: str | None) -> str | None:
     if value is not None and not value.strip():
         raise invalid(flag, value, "must name a file or folder")
     return value
+
+
+def join_published_forms(argv: Sequence[str], multi_value: Sequence[str],
+                         boolean: Sequence[str],
+                         semicolon_joined: Sequence[str] = ()) -> list[str]:
+    """Rewrites the published argparse forms of a command line for absl.
+
+    `--input_size 400 1 72` becomes `--input_size=400 1 72` (for the `multi_value` flags;
+    the values of `semicolon_joined` ones are joined by ";", one triple per value), and
+    `--norm_loss True` becomes `--norm_loss=True` (for the `boolean` flags).
+
+    Example:
+
+    >>> join_published_forms(["--input_size", "400", "1", "72", "--norm_loss", "True"],
+    ...                      ["input_size"], ["norm_loss"])
+    ['--input_size=400 1 72', '--norm_loss=True']
+    """
+    result, index = [], 0
+    while index < len(argv):
+        argument = argv[index]
+        name = argument[2:] if argument.startswith("--") and "=" not in argument else None
+        index += 1
+        if name in multi_value:
+            values = []
+            while index < len(argv) and not argv[index].startswith("--"):
+                values.append(argv[index])
+                index += 1
+            separator = ";" if name in semicolon_joined else " "
+            result.append(f"--{name}={separator.join(values)}" if values else argument)
+        elif (name in boolean and index < len(argv)
+              and argv[index].lower() in ("true", "false")):
+            result.append(f"--{name}={argv[index]}")
+            index += 1
+        else:
+            result.append(argument)
+    return result

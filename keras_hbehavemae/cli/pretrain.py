@@ -42,7 +42,7 @@ Invalid settings print the error and exit with status 1.
 Several processes (machines) train one model with `--distribute multi_worker`: under JAX
 give every process `--coordinator_address HOST:PORT --num_processes N --process_id I` (or
 start them with srun, which JAX reads); under TensorFlow set `TF_CONFIG`. See the README,
-"Training on several processes".
+"Training on several GPUs or machines".
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ import warnings
 
 from absl import flags
 
+from keras_hbehavemae.cli import flag_parsing
 from keras_hbehavemae.cli.cluster_flags import cluster_settings, define_cluster_flags, leave_at_once
 from keras_hbehavemae.cli.pose_flags import (
     DEFAULT_NORMALISE,
@@ -167,30 +168,9 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
 
 
 def join_multi_value_flags(argv: list[str]) -> list[str]:
-    """Rewrites the published argparse forms for absl.
-
-    `--input_size 400 1 72` becomes `--input_size=400 1 72` (for `MULTI_VALUE_FLAGS`), and
-    `--norm_loss True` becomes `--norm_loss=True` (for `BOOL_FLAGS`).
-    """
-    result, index = [], 0
-    while index < len(argv):
-        argument = argv[index]
-        name = argument[2:] if argument.startswith("--") and "=" not in argument else None
-        index += 1
-        if name in MULTI_VALUE_FLAGS:
-            values = []
-            while index < len(argv) and not argv[index].startswith("--"):
-                values.append(argv[index])
-                index += 1
-            separator = ";" if name == "q_strides" else " "  # one triple per value
-            result.append(f"--{name}={separator.join(values)}" if values else argument)
-        elif (name in BOOL_FLAGS and index < len(argv)
-              and argv[index].lower() in ("true", "false")):
-            result.append(f"--{name}={argv[index]}")
-            index += 1
-        else:
-            result.append(argument)
-    return result
+    """The published argparse forms of `MULTI_VALUE_FLAGS` and `BOOL_FLAGS` joined for absl."""
+    return flag_parsing.join_published_forms(argv, MULTI_VALUE_FLAGS, BOOL_FLAGS,
+                                             semicolon_joined=("q_strides",))
 
 
 def _setting(flag_values, name: str):
@@ -332,7 +312,6 @@ def run(flag_values) -> int:
     128 + the signal number for a run stopped by SIGTERM or Ctrl-C)."""
     import contextlib
 
-    from keras_hbehavemae.cli import flag_parsing
     from keras_hbehavemae.files.atomic import check_output_is_not_input
     from keras_hbehavemae.files.locking import FolderInUseError, FolderLock
     from keras_hbehavemae.models.compilation import parse_jit_compile_flag
