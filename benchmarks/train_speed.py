@@ -124,7 +124,7 @@ def training_batches(windows, batch: int):
         # Cached and prefetched, so each step only hands over a ready tensor.
         return (tf.data.Dataset.from_tensor_slices(windows).batch(batch, drop_remainder=True)
                 .cache().repeat().prefetch(tf.data.AUTOTUNE))
-    batches = [windows[start:start + batch]
+    batches = [(windows[start:start + batch],)  # Keras takes a generator's (inputs,) tuple
                for start in range(0, len(windows) - batch + 1, batch)]
 
     def endless():

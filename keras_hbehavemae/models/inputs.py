@@ -15,8 +15,9 @@ it reports them.)
   `MAX_ABS_KEYPOINT` raises a ValueError. The error names the sample, its first bad frame
   and how many frames are bad.
 - `embeddings.embed_sequence(s)` and `embeddings.reconstruction.reconstruct` reject such
-  values in the same way. `impute` accepts any value in the frames it is told are bad,
-  because those frames are hidden from the model and replaced. It rejects them elsewhere.
+  values in the same way. `embeddings.imputation.impute` accepts any value in the frames
+  it is told are bad, because those frames are hidden from the model and replaced. It
+  rejects them elsewhere.
 - Inside a compiled training step the values are not known. There the pretrainer's
   `train_step` skips an update whose loss or gradient norm is not finite. The weights and
   the optimizer state stay as they were, and the `skipped_steps` metric counts the step. So
