@@ -17,7 +17,6 @@ Usage:
         --output presets/my_model            # no training args inside: give the config
 """
 
-import json
 import os
 import sys
 
@@ -68,15 +67,10 @@ def write_converted(model, output: str, checkpoint: str, overwrite: bool = False
 
 def read_config_file(path: str):
     """The `HBehaveMAEConfig` of a `--config` JSON file; errors name the flag and the file."""
+    from keras_hbehavemae.cli.flag_parsing import read_json_file
     from keras_hbehavemae.models.config import HBehaveMAEConfig
 
-    try:
-        with open(path, encoding="utf-8") as file:
-            values = json.load(file)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"--config {path!r}: no such file") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValueError(f"--config {path!r}: not a readable JSON file ({error})") from None
+    values = read_json_file("--config", path)
     return HBehaveMAEConfig.from_dict(values, where=f"--config {path!r}")
 
 

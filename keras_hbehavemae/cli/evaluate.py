@@ -174,14 +174,9 @@ def _baseline(path):
 
 def _evaluation_sequences(path: str) -> list[str]:
     """The `--evaluation_sequences` file: a JSON list of sequence names."""
-    try:
-        with open(path, encoding="utf-8") as file:
-            names = json.load(file)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"--evaluation_sequences {path!r}: no such file") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValueError(f"--evaluation_sequences {path!r}: not a readable JSON file "
-                         f"({error})") from None
+    from keras_hbehavemae.cli.flag_parsing import read_json_file
+
+    names = read_json_file("--evaluation_sequences", path)
     if not isinstance(names, list) or not names:
         raise ValueError(f"--evaluation_sequences {path!r}: expected a non-empty JSON list of "
                          "sequence names")

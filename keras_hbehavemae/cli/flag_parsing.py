@@ -15,6 +15,7 @@ ValueError: --seeds: ['4x'] is invalid: must be a comma-separated list of intege
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 
@@ -88,3 +89,14 @@ def join_published_forms(argv: Sequence[str], multi_value: Sequence[str],
         else:
             result.append(argument)
     return result
+
+
+def read_json_file(flag: str, path: str):
+    """The content of the JSON file `path` that `flag` names; errors name the flag and file."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            return json.load(file)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{flag} {path!r}: no such file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{flag} {path!r}: not a readable JSON file ({error})") from None
