@@ -86,7 +86,7 @@ def commands(tmp_path_factory):
                    "--noembedsum", "--batch_size=256", f"--output_dir={out / 'embeddings'}")
         protect("embeddings", out / "embeddings")
         hbehavemae("evaluate", f"--embeddings={out / 'embeddings'}", "--seeds=41",
-                   f"--output_dir={out / 'probes'}")
+                   "--folds=2", f"--output_dir={out / 'probes'}")  # two test sequences
         hbehavemae("export", f"--preset={run / 'preset'}", f"--output_dir={out / 'exported'}")
         hbehavemae("convert", f"--checkpoint={checkpoint / 'tiny.npz'}",
                    f"--config={checkpoint / 'config.json'}", f"--output={out / 'converted'}")

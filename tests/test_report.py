@@ -222,13 +222,19 @@ def test_invalid_configuration_raises_its_value_error():
 
 
 @pytest.mark.slow
-def test_script_invalid_configuration_exits_2_with_one_line():
+def test_script_invalid_configuration_exits_2_with_the_error_and_suggestions():
     result = run_script("--config", "mabe22", "--q_strides", "5,1,1;1,4,1", "--no_build")
     assert result.returncode == 2, result.stderr
     assert result.stdout == ""
     assert "Traceback" not in result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert lines[-1].startswith("error: q_strides: mask-unit size (5, 4, 1)")
+    errors = [index for index, line in enumerate(lines) if line.startswith("error: ")]
+    assert len(errors) == 1, lines
+    assert lines[errors[0]].startswith("error: q_strides: mask-unit size (5, 4, 1)")
+    # then what would divide: the individuals axis holds 3, no mask unit of 4 fits
+    assert lines[errors[0] + 1:] == [
+        "  H: 3 individuals is not a multiple of patch 1 x mask unit 4 = 4; valid patch "
+        "sizes on this axis: none"]
 
 
 @pytest.mark.slow

@@ -85,7 +85,9 @@ def test_pretrain_epochs_zero_saves_only_the_initial_weights(tmp_path):
                   "--q_strides=2,1,1", "--mask_unit_attn=True,False", "--init_embed_dim=8",
                   "--out_embed_dims=8,16", "--decoder_embed_dim=8")
     assert pretrain_script().run(flags) == 0
-    assert sorted(path.name for path in tmp_path.iterdir()) == [INITIAL_PRESET_FOLDER]
+    # The preset and the run folder's lock file (held while writing it), nothing trained.
+    assert sorted(path.name for path in tmp_path.iterdir()) == [INITIAL_PRESET_FOLDER,
+                                                                 "run.lock"]
     saved = HBehaveMAEBackbone.from_preset(tmp_path / INITIAL_PRESET_FOLDER,
                                            allow_random_weights=True)
     metadata = read_metadata(tmp_path / INITIAL_PRESET_FOLDER)
