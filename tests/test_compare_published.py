@@ -16,7 +16,9 @@ import pytest
 BENCHMARKS = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
 BACKEND = keras.config.backend()
 
-pytestmark = pytest.mark.slow  # worker subprocesses build and warm up models
+# Worker subprocesses build and warm up models; the variants name their backends
+# themselves, so one leg runs the harness.
+pytestmark = [pytest.mark.slow, pytest.mark.backend_independent]
 
 #: A minimal stand-in for a checkout of the published code: `models/models_defs.py` with
 #: the two factory functions, a relative import and the timm import of the real one.

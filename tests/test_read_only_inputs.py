@@ -23,7 +23,9 @@ from helpers import FIXTURES, REPOSITORY, load_golden
 
 from keras_hbehavemae.data import write_synthetic_dataset
 
-pytestmark = pytest.mark.slow  # eight subprocesses and a short training run
+# Eight subprocesses and a short training run. What they must not do to input files is the
+# same under every backend, so the check runs in one leg.
+pytestmark = [pytest.mark.slow, pytest.mark.backend_independent]
 
 TINY_ARCHITECTURE = ["--input_size=24,3,24", "--patch_kernel=3,1,24", "--stages=1,1",
                      "--q_strides=2,1,1", "--mask_unit_attn=True,False", "--init_embed_dim=8",

@@ -22,7 +22,8 @@ from helpers import FIXTURES, REPOSITORY, load_golden
 
 from keras_hbehavemae.data import write_synthetic_dataset
 
-pytestmark = pytest.mark.slow
+# The flag checks come before any backend work: one leg runs them.
+pytestmark = [pytest.mark.slow, pytest.mark.backend_independent]
 
 PRESET = "hbehavemae_synthetic_mice"  # built-in, trained weights, 300 frames × 3 mice
 RUNNER = os.path.join(os.path.dirname(__file__), "command_cases.py")
