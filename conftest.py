@@ -8,7 +8,10 @@ tiers, one leg for backend-independent tests.
   inherited by the subprocesses the tests start), unless the caller set one.
 - `@pytest.mark.slow`: subprocesses, training runs, SavedModels, benchmarks and wheels.
   Plain `pytest` skips them (`-m "not slow"` in `pyproject.toml`); `pytest -m slow` runs
-  only them. `.ci/run` runs both tiers.
+  only them. `.ci/run` runs both tiers. Both run in two pytest-xdist workers that take
+  whole files (`-n 2 --dist loadfile` in `pyproject.toml`): most of a slow test is a
+  subprocess importing TensorFlow or building a model, so two workers halve the wall time
+  on 2 cores.
 - `pytestmark = pytest.mark.backend_independent` (pure numpy, geometry, configuration,
   data, probes, pickle readers): collected under every backend but run only under
   `KERAS_BACKEND=tensorflow` (or wherever `HBEHAVEMAE_BACKEND_INDEPENDENT=1` is set), so a
