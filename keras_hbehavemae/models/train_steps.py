@@ -98,6 +98,8 @@ def _apply_if_finite(optimizer, gradients, variables, finite):
 
     tf.distribute.get_replica_context().merge_call(cross_replica,
                                                    args=(gradients, variables, finite))
+
+
 def _across_workers(logs):
     """The step's logs in the form Keras reduces over several worker processes.
 
