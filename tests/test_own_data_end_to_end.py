@@ -15,7 +15,10 @@ import numpy as np
 import pytest
 from pose_writers import require_movement, synthetic_poses, write_dlc_h5
 
-pytestmark = pytest.mark.slow  # subprocesses and training runs
+# Subprocesses and training runs. The reading, resampling and stitching of pose files is
+# numpy; the model steps in between are the ones tests/test_end_to_end.py runs under every
+# backend, so this module runs in one leg.
+pytestmark = [pytest.mark.slow, pytest.mark.backend_independent]
 
 COMMANDS = ("pretrain", "embed", "evaluate", "export", "convert", "data-flow", "plot-training",
             "plot-reconstruction")
@@ -126,7 +129,6 @@ def test_embed_help_shows_the_presets_preprocessing(own_data):
     assert "(default: 'nose,ear_left,ear_right,centre,tail_base')" in text
 
 
-@pytest.mark.backend_independent
 def test_every_command_help_exits_zero_and_cites_only_what_ships(tmp_path):
     processes = {name: subprocess.Popen([*hbehavemae(), name, "--help"], env=environment(),
                                         cwd=tmp_path, stdout=subprocess.PIPE,
@@ -140,7 +142,6 @@ def test_every_command_help_exits_zero_and_cites_only_what_ships(tmp_path):
             assert absent not in output, f"{name} --help mentions {absent}"
 
 
-@pytest.mark.backend_independent
 def test_help_shows_the_defaults_of_the_chosen_dataset_or_size(tmp_path):
     mice = run("pretrain", "--dataset", "mabe_mice", "--help", cwd=tmp_path).stdout
     assert "--batch_size: Windows per device.\n    (default: '768')" in mice
@@ -149,7 +150,6 @@ def test_help_shows_the_defaults_of_the_chosen_dataset_or_size(tmp_path):
     assert "(default: '900')" in base
 
 
-@pytest.mark.backend_independent
 @pytest.mark.parametrize("home", ["writable", "missing"])
 def test_importing_movement_writes_nothing_to_the_home_folder(tmp_path, home):
     require_movement()

@@ -222,6 +222,7 @@ def test_invalid_configuration_raises_its_value_error():
 
 
 @pytest.mark.slow
+@pytest.mark.backend_independent  # --no_build: geometry only
 def test_script_invalid_configuration_exits_2_with_the_error_and_suggestions():
     result = run_script("--config", "mabe22", "--q_strides", "5,1,1;1,4,1", "--no_build")
     assert result.returncode == 2, result.stderr
@@ -238,6 +239,7 @@ def test_script_invalid_configuration_exits_2_with_the_error_and_suggestions():
 
 
 @pytest.mark.slow
+@pytest.mark.backend_independent  # --no_build: geometry only
 def test_script_prints_the_shot7m2_report(tmp_path):
     output = tmp_path / "shot7m2.md"
     result = run_script("--config", "shot7m2", "--no_build", "--output", str(output))

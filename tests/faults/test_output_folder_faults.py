@@ -368,6 +368,7 @@ COMMANDS = {  # command -> (arguments given a data folder D and an output O, fla
 
 
 @pytest.mark.slow
+@pytest.mark.backend_independent  # refused from the flags and folders, before any model
 @pytest.mark.parametrize("case", list(COMMANDS))
 def test_commands_refuse_with_a_message_naming_the_flag(case, command_inputs, users_folder,
                                                         tmp_path):
