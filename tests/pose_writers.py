@@ -1,10 +1,12 @@
 """Small pose-tracking files in the real formats, written without the tracking software.
 
 - DeepLabCut `.h5`: a pandas DataFrame with column levels scorer / individuals / bodyparts /
-  coords (x, y, likelihood), stored under the key `df_with_missing` (PyTables); its `.csv`
-  is the same frame written by pandas (4 header rows, or 3 for a single animal).
-- SLEAP analysis `.h5` (h5py): `tracks` [tracks, space, nodes, frames], `node_names`,
-  `track_names` (bytes), `point_scores` [tracks, nodes, frames], `track_occupancy`.
+  coords (x, y, likelihood), stored under the key `df_with_missing` (PyTables) in pandas'
+  `table` format, as DeepLabCut writes it (or `fixed`, pandas' default); its `.csv` is the
+  same frame written by pandas (4 header rows, or 3 for a single animal).
+- SLEAP analysis `.h5` (h5py, gzip-compressed as SLEAP writes it): `tracks` [tracks, space,
+  nodes, frames], `node_names`, `track_names` (bytes), `point_scores` [tracks, nodes,
+  frames], `track_occupancy`.
 - NWB with ndx-pose: one `PoseEstimation` of `PoseEstimationSeries` (one per keypoint) in
   the `behavior` processing module; one individual per file.
 
@@ -72,8 +74,11 @@ def dlc_frame(position, confidence, keypoints=KEYPOINTS, individuals=INDIVIDUALS
     return pd.DataFrame(table, columns=columns)
 
 
-def write_dlc_h5(path, position, confidence, **names):
-    dlc_frame(position, confidence, **names).to_hdf(path, key="df_with_missing", mode="w")
+def write_dlc_h5(path, position, confidence, format="table", **names):
+    """`format`: "table" (DeepLabCut's) or "fixed"; an empty frame needs "fixed" (pandas
+    writes no table for it)."""
+    dlc_frame(position, confidence, **names).to_hdf(path, key="df_with_missing", mode="w",
+                                                    format=format)
     return path
 
 
@@ -83,14 +88,26 @@ def write_dlc_csv(path, position, confidence, **names):
 
 
 def write_sleap_analysis_h5(path, position, confidence, keypoints=KEYPOINTS,
-                            individuals=INDIVIDUALS):
+                            individuals=INDIVIDUALS, chunks=True):
+    """`confidence` None: no `point_scores`; `individuals` empty: no track names. `chunks`:
+    True, gzip in h5py's chunks (as SLEAP writes); a number, gzip in chunks of that many
+    frames; False, contiguous and uncompressed."""
     import h5py
 
+    def storage(shape):
+        if chunks is False:
+            return {}
+        return dict(compression="gzip", compression_opts=9,
+                    chunks=True if chunks is True else (*shape[:-1], chunks))
+
     with h5py.File(path, "w") as file:
-        file["tracks"] = position.transpose(3, 1, 2, 0)  # [tracks, space, nodes, frames]
-        file["point_scores"] = confidence.transpose(2, 1, 0)  # [tracks, nodes, frames]
+        tracks = position.transpose(3, 1, 2, 0)  # [tracks, space, nodes, frames]
+        file.create_dataset("tracks", data=tracks, **storage(tracks.shape))
+        if confidence is not None:
+            scores = confidence.transpose(2, 1, 0)  # [tracks, nodes, frames]
+            file.create_dataset("point_scores", data=scores, **storage(scores.shape))
         file["node_names"] = np.array([name.encode() for name in keypoints])
-        file["track_names"] = np.array([name.encode() for name in individuals])
+        file["track_names"] = np.array([name.encode() for name in individuals], dtype="S")
         file["track_occupancy"] = np.ones((position.shape[0], position.shape[3]), np.uint8)
     return path
 

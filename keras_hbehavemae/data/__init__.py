@@ -9,7 +9,9 @@
 | `normalisation` | (v − 425) / 425, applied after augmentation |
 | `synthetic` | the built-in synthetic hierarchical behaviour dataset |
 | `pipeline` | `tf.data` datasets of model windows |
-| `pose_io` | pose-tracking files through movement (the `[pose]` extra) |
+| `pose_tracks` | what a pose source holds, and the gather of chosen points (xarray, or blocks) |
+| `pose_hdf5`, `pose_csv`, `pose_dlc` | `.h5` of DeepLabCut and SLEAP, DeepLabCut-style `.csv` |
+| `pose_io` | the other pose-tracking files, through movement (the `[pose]` extra) |
 | `pose`, `pose_transforms` | a recording as model input: selection, gaps, scale, frame rate |
 | `pose_files`, `pose_dataset` | many files (folder, glob, manifest), seeded split, training |
 

@@ -1,8 +1,11 @@
 """Pose-tracking recordings as model input: `PoseOptions`, `read_pose`, `PoseRecording`.
 
-A recording (one file, or an xarray Dataset in memory, in movement's poses layout; see
-`pose_io`) becomes the model's `[T, H, W]` in these steps, all recorded in `PoseOptions`
-(stored in the run configuration and the preset metadata, so extraction repeats them):
+A recording (one file, or an xarray Dataset in memory in movement's poses layout, opened as
+`pose_tracks.PoseTracks`: DeepLabCut and SLEAP analysis `.h5` and DeepLabCut-style `.csv`
+files directly, `pose_hdf5` and `pose_csv`; every other file through movement, `pose_io`)
+becomes the model's `[T, H, W]`
+in these steps, all recorded in `PoseOptions` (stored in the run configuration and the
+preset metadata, so extraction repeats them):
 
 1. individuals: by name in the given order (`individuals`), or all of the file's in its
    order, their number checked against the model's H (`num_individuals`);
@@ -38,7 +41,15 @@ from typing import Any
 import numpy as np
 
 from keras_hbehavemae.data.filling import fill_columns
-from keras_hbehavemae.data.pose_io import is_pose_dataset, load_pose_dataset, source_software_name
+from keras_hbehavemae.data.pose_csv import open_csv_tracks
+from keras_hbehavemae.data.pose_hdf5 import open_hdf5_tracks
+from keras_hbehavemae.data.pose_io import (
+    check_pose_file,
+    is_pose_dataset,
+    load_pose_dataset,
+    source_software_name,
+)
+from keras_hbehavemae.data.pose_tracks import DatasetTracks, PoseTracks
 from keras_hbehavemae.data.pose_transforms import (
     PoseNormalisation,
     interpolate_rows,
@@ -188,37 +199,16 @@ class PoseRecording:
         return frames if positions is None else interpolate_rows(frames, positions)
 
 
-def _indices(dataset, dimension: str, wanted: Sequence[str] | None, what: str, where: str
+def _indices(present: tuple[str, ...], wanted: Sequence[str] | None, what: str, where: str
              ) -> tuple[list[int], tuple[str, ...]]:
-    """Positions (and names) of the `wanted` entries along `dimension` (None: all, in order)."""
-    present = [str(value) for value in dataset[dimension].values]
+    """Positions (and names) of the `wanted` names in `present` (None: all, in order)."""
     if wanted is None:
         return list(range(len(present))), tuple(present)
     missing = [name for name in wanted if name not in present]
     if missing:
         raise ValueError(f"{where}: missing {what} name{'s' if len(missing) > 1 else ''} "
-                         f"{missing}; the file has {present}")
+                         f"{missing}; the file has {list(present)}")
     return [present.index(name) for name in wanted], tuple(wanted)
-
-
-def _gathered(dataset, individuals: list[int], keypoints: list[int], threshold) -> np.ndarray:
-    """`[T, I, K, S]` float32 (C order) of the chosen points, low-confidence ones NaN.
-
-    Copied one point at a time, so nothing of the Dataset's size is allocated besides the
-    result (the caller's Dataset is never changed).
-    """
-    position = dataset["position"].transpose("time", "individuals", "keypoints", "space").values
-    confidence = None
-    if threshold is not None and "confidence" in dataset.data_vars:
-        confidence = dataset["confidence"].transpose("time", "individuals", "keypoints").values
-    poses = np.empty((position.shape[0], len(individuals), len(keypoints), position.shape[3]),
-                     np.float32)
-    for row, individual in enumerate(individuals):
-        for column, keypoint in enumerate(keypoints):
-            poses[:, row, column] = position[:, individual, keypoint]
-            if confidence is not None:  # NaN scores compare False: such points are kept
-                poses[confidence[:, individual, keypoint] < threshold, row, column] = np.nan
-    return poses
 
 
 def _fill_gaps(poses: np.ndarray, fill: str, where: str, individuals, keypoints) -> np.ndarray:
@@ -236,53 +226,57 @@ def _fill_gaps(poses: np.ndarray, fill: str, where: str, individuals, keypoints)
     return poses
 
 
-def _times(dataset, fps: float | None) -> np.ndarray:
-    """The recording's frame times: its own time coordinate when it is in seconds (NWB
-    timestamps may start after 0), else frame index / fps, else frame indices."""
-    frames = dataset.sizes["time"]
-    if dataset.attrs.get("time_unit") == "seconds" and "time" in dataset.coords:
-        return np.asarray(dataset["time"].values, np.float64)
-    times = np.arange(frames, dtype=np.float64)
-    return times if fps is None else times / fps
+def open_tracks(source: Any, options: PoseOptions) -> PoseTracks:
+    """The `PoseTracks` of a file or an in-memory Dataset: DeepLabCut and SLEAP analysis
+    `.h5` files (`pose_hdf5`) and DeepLabCut-style `.csv` files of DeepLabCut and
+    LightningPose (`pose_csv`) are read directly, block by block; every other file (SLEAP
+    `.slp`, Anipose, NWB, a DeepLabCut store in another pandas layout) through movement."""
+    if is_pose_dataset(source):
+        where = "<in-memory Dataset>"
+        fps = source.attrs.get("fps", options.fps)
+        return DatasetTracks.of(source, where, _frame_rate(fps, where))
+    if not isinstance(source, (str, os.PathLike)):
+        raise ValueError(f"pose source: expected a file path or an xarray Dataset with a "
+                         f"'position' variable, got {type(source).__name__}")
+    where = os.fspath(source)
+    if options.source_software is None:
+        raise ValueError(f"{where}: give the source software (--source_software) that wrote "
+                         "the file")
+    software = check_pose_file(where, options.source_software, options.fps)
+    tracks = (open_hdf5_tracks(where, software, options.fps)
+              or open_csv_tracks(where, software, options.fps))
+    if tracks is not None:
+        return tracks
+    dataset = load_pose_dataset(where, software, options.fps)
+    return DatasetTracks.of(dataset, where, _frame_rate(dataset.attrs.get("fps"), where))
+
+
+def _frame_rate(fps, where: str) -> float | None:
+    if fps is not None and not (np.isfinite(float(fps)) and float(fps) > 0):
+        raise ValueError(f"{where}: frame rate {fps!r} is invalid: it must be a positive number "
+                         "of frames per second")
+    return None if fps is None else float(fps)
 
 
 def read_pose(source: Any, options: PoseOptions, name: str | None = None) -> PoseRecording:
-    """Reads one recording: a pose file (via movement) or an in-memory Dataset.
+    """Reads one recording: a pose file (`open_tracks`) or an in-memory Dataset.
 
     Raises:
         FileNotFoundError: the file does not exist.
         ValueError: naming the file and the problem: unknown source software, unreadable
             file, missing keypoint or individual names, a number of individuals other than
             `options.num_individuals`, no frames, no tracked point, a bad frame rate.
-        ImportError: a file, and movement is not installed.
+        ImportError: a file that needs movement (all but DeepLabCut and SLEAP analysis
+            `.h5`), and movement is not installed.
     """
-    if is_pose_dataset(source):
-        dataset, where = source, "<in-memory Dataset>"
-    elif isinstance(source, (str, os.PathLike)):
-        where = os.fspath(source)
-        if options.source_software is None:
-            raise ValueError(f"{where}: give the source software (--source_software) that "
-                             "wrote the file")
-        dataset = load_pose_dataset(where, options.source_software, options.fps)
-    else:
-        raise ValueError(f"pose source: expected a file path or an xarray Dataset with a "
-                         f"'position' variable, got {type(source).__name__}")
+    tracks = open_tracks(source, options)
+    where = tracks.where
     if name is None:
         name = os.path.splitext(os.path.basename(where))[0] if where[0] != "<" else "recording"
-    fps = dataset.attrs.get("fps", options.fps if where[0] == "<" else None)
-    if fps is not None and not (np.isfinite(float(fps)) and float(fps) > 0):
-        raise ValueError(f"{where}: frame rate {fps!r} is invalid: it must be a positive number "
-                         "of frames per second")
-    fps = None if fps is None else float(fps)
-    dims = ("time", "space", "keypoints", "individuals")
-    position = dataset["position"]
-    if set(position.dims) != set(dims):
-        raise ValueError(f"{where}: position has dimensions {position.dims}, expected {dims}")
-    if dataset.sizes["time"] == 0:
+    if tracks.num_frames == 0:
         raise ValueError(f"{where}: the recording has no frames")
-    keypoint_index, keypoints = _indices(dataset, "keypoints", options.keypoints, "keypoint",
-                                         where)
-    individual_index, individuals = _indices(dataset, "individuals", options.individuals,
+    keypoint_index, keypoints = _indices(tracks.keypoints, options.keypoints, "keypoint", where)
+    individual_index, individuals = _indices(tracks.individuals, options.individuals,
                                              "individual", where)
     if options.individuals is None and options.num_individuals is not None and (
             len(individuals) != options.num_individuals):
@@ -292,10 +286,10 @@ def read_pose(source: Any, options: PoseOptions, name: str | None = None) -> Pos
             f"{' (a single-animal file)' if len(individuals) == 1 else ''}, but the model expects "
             f"{options.num_individuals} (its input H); give files with "
             f"{options.num_individuals} individuals, or choose them with --individuals")
-    space = tuple(str(value) for value in dataset["space"].values)
-    times = _times(dataset, fps)
-    poses = _gathered(dataset, individual_index, keypoint_index, options.confidence_threshold)
-    del dataset  # a file's Dataset is freed before the gaps are filled
+    times = tracks.times()
+    poses = tracks.gather(individual_index, keypoint_index, options.confidence_threshold)
+    fps, space = tracks.fps, tracks.space
+    del tracks  # a file's Dataset is freed before the gaps are filled
     if np.isinf(poses).any():
         raise ValueError(f"{where}: positions contain infinite values")
     missing = np.isnan(poses)
@@ -304,6 +298,7 @@ def read_pose(source: Any, options: PoseOptions, name: str | None = None) -> Pos
         below = (f" at or above confidence {options.confidence_threshold:g}"
                  if options.confidence_threshold is not None else "")
         raise ValueError(f"{where}: every position is NaN: no point was tracked{below}")
+    del missing
     poses = _fill_gaps(poses, options.fill, where, individuals, keypoints)
     return PoseRecording(str(name), where, poses, validity, fps, times, individuals, keypoints,
                          space)

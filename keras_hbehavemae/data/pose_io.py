@@ -14,7 +14,9 @@ individuals)`:
 
 It is heavy (pandas, xarray, PyTables, sleap-io, pynwb, numba, about 1.4 GB installed), so
 it is an extra: `pip install "keras-hbehavemae[pose]"`. Without it, reading a pose file
-raises an ImportError that names the extra.
+through it raises an ImportError that names the extra. DeepLabCut and SLEAP analysis `.h5`
+and DeepLabCut-style `.csv` files do not come here: `pose_hdf5` and `pose_csv` read them a
+block of frames at a time, with movement's names and values (`pose.open_tracks` chooses).
 
 Importing `movement` has two process-wide side effects, which `import_movement` contains:
 it configures its loguru logger with a log file in `~/.movement/` (the import fails when
@@ -115,10 +117,39 @@ def import_movement():
     return movement_io
 
 
+def import_pandas():
+    """pandas, which the `[pose]` extra installs (the CSV reader, `pose_csv`, parses with it).
+
+    Raises:
+        ImportError: pandas is not installed (the message names the `[pose]` extra).
+    """
+    try:
+        import pandas
+    except ImportError as error:
+        raise ImportError(f"{EXTRA_MESSAGE} ({error})") from None
+    return pandas
+
+
 def is_pose_dataset(value: Any) -> bool:
     """True for an xarray Dataset with a `position` variable (movement's poses layout)."""
     return type(value).__name__ == "Dataset" and hasattr(value, "data_vars") and (
         "position" in value.data_vars)
+
+
+def check_pose_file(path: str, source_software: str, fps: float | None) -> str:
+    """The canonical software name, after checking it, the frame rate and that `path` exists.
+
+    Raises:
+        ValueError: an unknown source software or a bad frame rate, naming the file.
+        FileNotFoundError: `path` does not exist.
+    """
+    software = source_software_name(source_software, f"{path}: source_software")
+    if fps is not None and not fps > 0:
+        raise invalid(f"{path}: fps", fps, "the frame rate must be a positive number of frames "
+                      "per second")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: no such file")
+    return software
 
 
 def load_pose_dataset(path: str, source_software: str, fps: float | None = None):
@@ -139,12 +170,7 @@ def load_pose_dataset(path: str, source_software: str, fps: float | None = None)
             read as that software (the message names the file).
         ImportError: movement is not installed.
     """
-    software = source_software_name(source_software, f"{path}: source_software")
-    if fps is not None and not fps > 0:
-        raise invalid(f"{path}: fps", fps, "the frame rate must be a positive number of frames "
-                      "per second")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: no such file")
+    software = check_pose_file(path, source_software, fps)
     movement_io = import_movement()
     try:
         with warnings.catch_warnings():

@@ -166,7 +166,8 @@ def bad_files(tmp_path, poses):
     never = position.copy()
     never[:, :, KEYPOINTS.index("tail_base"), 1] = np.nan
     return {
-        "empty": write_dlc_h5(tmp_path / "empty.h5", empty_position, empty_confidence),
+        "empty": write_dlc_h5(tmp_path / "empty.h5", empty_position, empty_confidence,
+                              format="fixed"),
         "all_nan": write_dlc_csv(tmp_path / "all_nan.csv", untracked, confidence),
         "never": write_dlc_h5(tmp_path / "never.h5", never, confidence),
         "single": write_dlc_h5(tmp_path / "single.h5", position[..., :1], confidence[..., :1],
