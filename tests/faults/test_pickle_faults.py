@@ -2,8 +2,8 @@
 
 - A crafted pickle that would create a marker file if executed is fed to every reader of
   pickled content (datasets, keypoint arrays, labels, embedding and submission files,
-  checkpoints, the hBABEL joblib files, the plot command's data): the marker never appears
-  and the error names the file.
+  checkpoints, the hBABEL joblib files, the plot command's data, a DeepLabCut `.h5`'s
+  pickled column labels): the marker never appears and the error names the file.
 - joblib files are read without joblib: real files written by joblib 1.6.0
   (`tests/fixtures/hbabel_joblib/`, see `tests/joblib_files.py`) and files framed here.
 - A `.npy` header that promises a huge array is refused before anything is allocated.
@@ -32,6 +32,7 @@ from keras_hbehavemae.convert.checkpoint import read_state_dict_file
 from keras_hbehavemae.convert.torch_pickle import TORCH_CHECKPOINT, load_torch_file
 from keras_hbehavemae.data.keypoint_arrays import read_keypoint_arrays
 from keras_hbehavemae.data.layouts import read_split
+from keras_hbehavemae.data.pose import PoseOptions, read_pose
 from keras_hbehavemae.data.readers import HBABEL_JOINT_ORDER, read_mabe_mouse_triplets
 from keras_hbehavemae.evaluation.labels import load_embedding_folder, load_labels_file
 from keras_hbehavemae.files.npy import read_npy
@@ -82,6 +83,42 @@ def _hbabel_item(joints) -> list:
 def _embedding_levels(folder: Path, level_file: Path) -> Path:
     (folder / "frame_number_map.json").write_text('{"a": [0, 2]}')
     return level_file
+
+
+def _dlc_h5(path: Path) -> Path:
+    """A DeepLabCut `.h5` in pandas' table format (needs the `[pose]` extra's pandas)."""
+    pytest.importorskip("tables", reason="writing a DeepLabCut file needs the [pose] extra")
+    from pose_writers import synthetic_poses, write_dlc_h5
+
+    return write_dlc_h5(path, *synthetic_poses(20))
+
+
+def _dlc_h5_with_attribute(path: Path, pickled: bytes) -> Path:
+    """A DeepLabCut `.h5` whose pickled column labels are `pickled`."""
+    import h5py
+
+    _dlc_h5(path)
+    with h5py.File(path, "r+") as file:
+        file["df_with_missing/table"].attrs["values_block_0_kind"] = np.bytes_(pickled)
+    return path
+
+
+def _sleap_h5(path: Path) -> Path:
+    from pose_writers import synthetic_poses, write_sleap_analysis_h5
+
+    return write_sleap_analysis_h5(path, *synthetic_poses(200))
+
+
+def _dlc_csv(path: Path) -> Path:
+    pytest.importorskip("pandas", reason="a DeepLabCut CSV is parsed by the [pose] extra's "
+                        "pandas")
+    from pose_writers import synthetic_poses, write_dlc_csv
+
+    return write_dlc_csv(path, *synthetic_poses(20))
+
+
+def read_pose_file(software: str):
+    return lambda path: read_pose(str(path), PoseOptions(source_software=software))
 
 
 # id → (write(folder, payload) → the file holding it, load(folder, file), expected message).
@@ -148,6 +185,11 @@ CRAFTED = {
     "checkpoint_as_starting_preset": (
         lambda folder, payload: _write(folder / "start.pth", pickle.dumps({"args": payload})),
         lambda folder, path: read_model_config(str(path), "--preset"), REFUSED_SYSTEM),
+    "pose_deeplabcut_h5_attribute": (
+        lambda folder, payload: _dlc_h5_with_attribute(folder / "session.h5", pickle.dumps(
+            payload, protocol=0)),
+        lambda folder, path: read_pose(str(path), PoseOptions(source_software="DeepLabCut")),
+        REFUSED_SYSTEM),
     "plot_reconstruction_data": (
         lambda folder, payload: _save_objects(folder / "test.npy", {"sequences": payload}),
         lambda folder, path: load_window(str(path), "0", 0, (4, 3, 24), "auto"),
@@ -427,6 +469,12 @@ READERS = {
                           read_state_dict_file),
     "checkpoint_npz": (lambda folder: np.savez(folder / "state.npz", w=np.ones(2))
                        or folder / "state.npz", read_state_dict_file),
+    "pose_deeplabcut_h5": (lambda folder: _dlc_h5(folder / "session.h5"),
+                           read_pose_file("DeepLabCut")),
+    "pose_sleap_h5": (lambda folder: _sleap_h5(folder / "session.analysis.h5"),
+                      read_pose_file("SLEAP")),
+    "pose_deeplabcut_csv": (lambda folder: _dlc_csv(folder / "session.csv"),
+                            read_pose_file("DeepLabCut")),
 }
 DAMAGES = {
     "empty": lambda content: b"",
@@ -435,7 +483,7 @@ DAMAGES = {
 }
 # A CSV file has no length to check: its first half is a CSV file of fewer frames.
 CASES = [(reader, damage) for reader in READERS for damage in DAMAGES
-         if (reader, damage) != ("keypoints_csv", "truncated")]
+         if damage != "truncated" or not reader.endswith("csv")]
 
 
 @pytest.mark.parametrize(("reader", "damage"), CASES)
