@@ -142,18 +142,22 @@ def test_extract_speed_json(tmp_path):
 
 
 @pytest.mark.backend_independent
-def test_pose_read_speed_reports_seconds_and_memory(tmp_path):
+@pytest.mark.parametrize("file_format, reader", [("sleap_h5", "auto"), ("dlc_csv", "movement")])
+def test_pose_read_speed_reports_seconds_and_memory(tmp_path, file_format, reader):
     from pose_writers import require_movement
 
     require_movement()
     output_file = tmp_path / "pose.json"
     _run([sys.executable, str(BENCHMARKS / "pose_read_speed.py"), "--minutes", "0.5",
-          "--num_frames", "60", "--output", str(output_file)], timeout=600,
+          "--num_frames", "60", "--format", file_format, "--reader", reader,
+          "--output", str(output_file)], timeout=600,
          PYTHONPATH=os.pathsep.join([str(BENCHMARKS.parent), str(BENCHMARKS)]))
     figures = json.loads(output_file.read_text())
     assert (figures["frames"], figures["individuals"], figures["features"]) == (900, 2, 24)
     assert figures["windows"] == len(range(0, 900 + 59 - 60 + 1, 17))
-    _assert_positive(figures, ("read_and_window_seconds", "import_movement_seconds",
+    assert (figures["format"], figures["reader"]) == (file_format, reader)
+    assert figures["read_directly"] == (reader == "auto")
+    _assert_positive(figures, ("read_and_window_seconds", "import_seconds",
                                "traced_peak_over_array", "rss_growth_mib", "array_mib"))
     assert figures["array_mib"] == pytest.approx(900 * 2 * 24 * 4 / 2**20)
 
