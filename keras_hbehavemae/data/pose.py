@@ -1,11 +1,11 @@
 """Pose-tracking recordings as model input: `PoseOptions`, `read_pose`, `PoseRecording`.
 
-A recording (one file, or an xarray Dataset in memory in movement's poses layout, opened as
-`pose_tracks.PoseTracks`: DeepLabCut and SLEAP analysis `.h5` and DeepLabCut-style `.csv`
-files directly, `pose_hdf5` and `pose_csv`; every other file through movement, `pose_io`)
-becomes the model's `[T, H, W]`
-in these steps, all recorded in `PoseOptions` (stored in the run configuration and the
-preset metadata, so extraction repeats them):
+A recording (one file, or an xarray Dataset in memory in movement's poses layout) is opened
+as a `pose_tracks.PoseTracks` (`open_tracks`: DeepLabCut and SLEAP analysis `.h5` and
+DeepLabCut-style `.csv` files directly, `pose_hdf5` and `pose_csv`; every other file
+through movement, `pose_io`) and becomes the model's `[T, H, W]` in these steps, all
+recorded in `PoseOptions` (stored in the run configuration and the preset metadata, so
+extraction repeats them):
 
 1. individuals: by name in the given order (`individuals`), or all of the file's in its
    order, their number checked against the model's H (`num_individuals`);
@@ -266,8 +266,8 @@ def read_pose(source: Any, options: PoseOptions, name: str | None = None) -> Pos
         ValueError: naming the file and the problem: unknown source software, unreadable
             file, missing keypoint or individual names, a number of individuals other than
             `options.num_individuals`, no frames, no tracked point, a bad frame rate.
-        ImportError: a file that needs movement (all but DeepLabCut and SLEAP analysis
-            `.h5`), and movement is not installed.
+        ImportError: a file that needs the `[pose]` extra (every file but DeepLabCut and
+            SLEAP analysis `.h5`), and the extra is not installed.
     """
     tracks = open_tracks(source, options)
     where = tracks.where
