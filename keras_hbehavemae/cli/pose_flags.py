@@ -44,8 +44,9 @@ def define_pose_flags(flag_values: flags.FlagValues = flags.FLAGS, *,
                         "(\"sessions/*.h5\"), a manifest CSV (columns path, split, labels) or "
                         "one file. Each file is one recording.", **fv)
     flags.DEFINE_string("source_software", None, "The software that wrote the --data files: "
-                        + ", ".join(SOURCE_SOFTWARE) + " (read through movement, the [pose] "
-                        "extra)" + default(None), **fv)
+                        + ", ".join(SOURCE_SOFTWARE) + " (DeepLabCut and SLEAP .h5 are read "
+                        "directly; the other files need the [pose] extra)" + default(None),
+                        **fv)
     flags.DEFINE_float("fps", None, "The recordings' frame rate, for files that do not store "
                        "one (DeepLabCut, SLEAP, LightningPose, Anipose)" + default(None), **fv)
     flags.DEFINE_list("keypoints", None, "Keypoint names, in model order"

@@ -84,7 +84,7 @@ def load_pose_pretraining_data(
 
     Raises:
         FileNotFoundError, ValueError: see `list_pose_files` and `read_pose`.
-        ImportError: movement is not installed.
+        ImportError: a file needs the `[pose]` extra, and it is not installed.
     """
     files = list_pose_files(data, options.source_software) if isinstance(data, str) else list(
         data)
