@@ -77,14 +77,12 @@ def measure(path: str, software: str, reader: str, num_frames: int, batch_size: 
     from keras_hbehavemae.data import pose
     from keras_hbehavemae.data.pose import PoseOptions, read_pose
     from keras_hbehavemae.data.pose_io import import_movement
-    from keras_hbehavemae.data.pose_tracks import BlockTracks
     from keras_hbehavemae.data.windows import training_windows
 
     if reader == "movement":  # every file through movement
-        pose.open_hdf5_tracks = pose.open_csv_tracks = lambda *arguments: None
+        pose.open_direct_tracks = lambda *arguments: None
     started = time.perf_counter()
-    direct = isinstance(pose.open_hdf5_tracks(path, software, None)  # reads the header only
-                        or pose.open_csv_tracks(path, software, None), BlockTracks)
+    direct = pose.open_direct_tracks(path, software, None) is not None  # the header only
     if not direct:
         import_movement()
     import_seconds = time.perf_counter() - started

@@ -49,7 +49,7 @@ from keras_hbehavemae.data.pose_io import (
     load_pose_dataset,
     source_software_name,
 )
-from keras_hbehavemae.data.pose_tracks import DatasetTracks, PoseTracks
+from keras_hbehavemae.data.pose_tracks import BlockTracks, DatasetTracks, PoseTracks
 from keras_hbehavemae.data.pose_transforms import (
     PoseNormalisation,
     interpolate_rows,
@@ -226,6 +226,12 @@ def _fill_gaps(poses: np.ndarray, fill: str, where: str, individuals, keypoints)
     return poses
 
 
+def open_direct_tracks(path: str, software: str, fps: float | None) -> BlockTracks | None:
+    """The file's `BlockTracks` when a direct reader takes it (`pose_hdf5`, `pose_csv`; only
+    the header is read), else None (movement reads it)."""
+    return open_hdf5_tracks(path, software, fps) or open_csv_tracks(path, software, fps)
+
+
 def open_tracks(source: Any, options: PoseOptions) -> PoseTracks:
     """The `PoseTracks` of a file or an in-memory Dataset: DeepLabCut and SLEAP analysis
     `.h5` files (`pose_hdf5`) and DeepLabCut-style `.csv` files of DeepLabCut and
@@ -243,8 +249,7 @@ def open_tracks(source: Any, options: PoseOptions) -> PoseTracks:
         raise ValueError(f"{where}: give the source software (--source_software) that wrote "
                          "the file")
     software = check_pose_file(where, options.source_software, options.fps)
-    tracks = (open_hdf5_tracks(where, software, options.fps)
-              or open_csv_tracks(where, software, options.fps))
+    tracks = open_direct_tracks(where, software, options.fps)
     if tracks is not None:
         return tracks
     dataset = load_pose_dataset(where, software, options.fps)

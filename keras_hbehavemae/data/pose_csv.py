@@ -37,8 +37,8 @@ import itertools
 
 import numpy as np
 
-from keras_hbehavemae.data.pose_dlc import cannot_read, deeplabcut_layout
-from keras_hbehavemae.data.pose_io import import_pandas
+from keras_hbehavemae.data.pose_dlc import deeplabcut_layout
+from keras_hbehavemae.data.pose_io import cannot_read, import_pandas
 from keras_hbehavemae.data.pose_tracks import Blocks, BlockTracks
 
 #: Bytes of text parsed per block of rows.

@@ -23,6 +23,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from keras_hbehavemae.data.pose_io import cannot_read
+
 SPACE = ("x", "y", "z")
 SINGLE_INDIVIDUAL = "individual_0"
 
@@ -37,11 +39,6 @@ class DeepLabCutLayout:
     space: tuple[str, ...]
     position_columns: np.ndarray
     score_columns: np.ndarray | None
-
-
-def cannot_read(where: str, software: str, why: str) -> ValueError:
-    """The error for a file that is not the software's layout."""
-    return ValueError(f"{where}: cannot read it as a {software} pose file ({why})")
 
 
 def _first_appearance(values: Sequence[str]) -> tuple[str, ...]:

@@ -43,8 +43,8 @@ from collections.abc import Iterator
 import h5py
 import numpy as np
 
-from keras_hbehavemae.data.pose_dlc import SPACE, cannot_read, deeplabcut_layout
-from keras_hbehavemae.data.pose_io import PoseReaderWarning
+from keras_hbehavemae.data.pose_dlc import SPACE, deeplabcut_layout
+from keras_hbehavemae.data.pose_io import PoseReaderWarning, cannot_read
 from keras_hbehavemae.data.pose_tracks import Blocks, BlockTracks
 from keras_hbehavemae.files.unpickling import unpickle
 

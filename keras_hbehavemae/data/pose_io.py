@@ -130,6 +130,11 @@ def import_pandas():
     return pandas
 
 
+def cannot_read(path: str, software: str, why: str) -> ValueError:
+    """The error for a file that is not (or not readably) the software's layout."""
+    return ValueError(f"{path}: cannot read it as a {software} pose file ({why})")
+
+
 def is_pose_dataset(value: Any) -> bool:
     """True for an xarray Dataset with a `position` variable (movement's poses layout)."""
     return type(value).__name__ == "Dataset" and hasattr(value, "data_vars") and (
@@ -179,8 +184,7 @@ def load_pose_dataset(path: str, source_software: str, fps: float | None = None)
             dataset = movement_io.load_dataset(path, source_software=software,
                                                fps=None if software == "NWB" else fps)
     except (ValueError, KeyError, OSError, TypeError) as error:
-        raise ValueError(f"{path}: cannot read it as a {software} pose file "
-                         f"({type(error).__name__}: {error})") from None
+        raise cannot_read(path, software, f"{type(error).__name__}: {error}") from None
     if "position" not in dataset.data_vars:
         raise ValueError(f"{path}: movement read no 'position' variable (not a poses file)")
     stored = dataset.attrs.get("fps")
