@@ -7,6 +7,7 @@ import tensorflow as tf
 from helpers import TINY, build_pretrainer, compiled, to_numpy
 
 from keras_hbehavemae import HBehaveMAE, HBehaveMAEBackbone, HBehaveMAEConfig
+from keras_hbehavemae.models.backbone import embed_kept_units, kept_token_ids, select_kept_units
 from keras_hbehavemae.training.optimizer import published_optimizer
 
 CONFIG = HBehaveMAEConfig(**TINY, decoder_embed_dim=16, mask_ratio=0.75, norm_loss=True)
@@ -66,6 +67,31 @@ def test_explicit_mask_is_used():
     dict_outputs = model({"keypoints": keypoints(2), "mask": mask})
     np.testing.assert_allclose(to_numpy(dict_outputs["pred"]), to_numpy(outputs["pred"]),
                                atol=1e-6)
+
+
+def test_kept_units_are_embedded_as_if_every_token_were():
+    """The masked pass embeds only the kept units' patches; the tokens equal those of
+    embedding every patch, adding positions, unrolling and selecting the kept units."""
+    model = build_pretrainer(CONFIG)
+    model(keypoints(2))  # builds
+    layers, geometry = model.backbone.encoder_layers(), model.geometry
+    rng = np.random.default_rng(3)
+    keep = np.sort(np.stack([rng.choice(geometry.num_mask_units, geometry.num_kept_units,
+                                        replace=False) for _ in range(2)]), axis=1)
+    x = keypoints(2, seed=5)
+    every_token = layers.unroll(layers.position_embedding(layers.patch_embedding(x)))
+    expected = to_numpy(select_kept_units(every_token, keep, geometry))
+    kept_first = to_numpy(embed_kept_units(layers, geometry, x, keep))
+    assert kept_first.shape == (2, geometry.mask_unit_tokens * geometry.num_kept_units,
+                                CONFIG.init_embed_dim)
+    np.testing.assert_allclose(kept_first, expected, rtol=1e-6, atol=1e-6)
+    # The token indices are the unrolled positions of the kept units' tokens.
+    ids = to_numpy(kept_token_ids(keep, geometry))
+    units = geometry.num_mask_units
+    np.testing.assert_array_equal(ids % units, np.tile(keep, (1, geometry.mask_unit_tokens)))
+    np.testing.assert_array_equal(
+        ids // units, np.repeat(np.arange(geometry.mask_unit_tokens), keep.shape[1])[None]
+        .repeat(2, axis=0))
 
 
 def test_masked_units_do_not_change_visible_level_zero():

@@ -54,6 +54,10 @@ class PatchEmbedding(keras.layers.Layer):
         self.projection.build((*input_shape[:-1], math.prod(self.patch_kernel)))
 
     def call(self, keypoints):
+        return self.embed_patches(self.patches(keypoints))  # [B, T', H', W', C0]
+
+    def patches(self, keypoints):
+        """The flattened patches `[B, T', H', W', pt·ph·pw]` of keypoints `[B, T, H, W]`."""
         frames, rows, features = keypoints.shape[1:]
         patch_t, patch_h, patch_w = self.patch_kernel
         grid = (frames // patch_t, rows // patch_h, features // patch_w)
@@ -61,8 +65,15 @@ class PatchEmbedding(keras.layers.Layer):
             keypoints, (-1, grid[0], patch_t, grid[1], patch_h, grid[2], patch_w)
         )
         patches = ops.transpose(patches, (0, 1, 3, 5, 2, 4, 6))  # [B, T', H', W', pt, ph, pw]
-        patches = ops.reshape(patches, (-1, *grid, patch_t * patch_h * patch_w))
-        return dense_on_rows(self.projection, patches)  # [B, T', H', W', C0]
+        return ops.reshape(patches, (-1, *grid, patch_t * patch_h * patch_w))
+
+    def embed_patches(self, patches):
+        """Tokens `[B, *S, C0]` of flattened patches `[B, *S, pt·ph·pw]`, in any token order.
+
+        Each token depends on its own patch only, so the masked pass embeds just the
+        patches of the kept mask units (`backbone.embed_kept_units`).
+        """
+        return dense_on_rows(self.projection, patches)  # [B, *S, C0]
 
     def compute_output_shape(self, input_shape):
         grid = tuple(size // patch for size, patch in zip(input_shape[1:], self.patch_kernel,
