@@ -75,6 +75,34 @@ def test_attention_matches_reference(stride, window, use_mask_units):
     np.testing.assert_allclose(y, expected, atol=1e-5)
 
 
+def test_attention_batch_chunks_keep_logits_within_the_budget():
+    from keras_hbehavemae.models.layers.attention import attention_batch_chunks
+
+    # Shot7M2's global stage-1 attention at batch 32: 184 MB of logits, 4 MiB chunks.
+    assert attention_batch_chunks((32, 600, 4, 48), 600, 4 * 2**20) == 32
+    assert attention_batch_chunks((32, 96, 100, 48), 96, 4 * 2**20) == 29
+    assert attention_batch_chunks((32, 8, 2, 4), 8, 4 * 2**20) == 1  # small: one call
+    assert attention_batch_chunks((5, 8, 2, 4), 8, 1) == 5  # at most one sample a chunk
+    assert attention_batch_chunks((None, 8, 2, 4), 8, 1) == 1  # symbolic batch
+
+
+@pytest.mark.parametrize("batch,budget", [(5, 1), (7, 2 * 6 * 6 * 4 * 3), (3, 2**30)])
+def test_batch_chunked_attention_equals_one_call(batch, budget):
+    """Chunks of 1, 3 (7 = 2 + 3 + 2) and all samples give the whole batch's result."""
+    from keras_hbehavemae.models.layers.attention import (
+        attention_batch_chunks,
+        batch_chunked_attention,
+    )
+
+    rng = np.random.default_rng(batch)
+    query, key, value = (rng.standard_normal((batch, 6, 2, 4)).astype("float32")
+                         for _ in range(3))
+    expected = to_numpy(keras.ops.dot_product_attention(query, key, value))
+    assert attention_batch_chunks(query.shape, 6, budget) == {5: 5, 7: 3, 3: 1}[batch]
+    np.testing.assert_allclose(to_numpy(batch_chunked_attention(query, key, value, budget)),
+                               expected, rtol=1e-6, atol=1e-6)
+
+
 @pytest.mark.parametrize("shape", [(2, 7, 8), (3, 2, 1, 4, 8)])
 def test_dense_on_rows_is_the_dense_layer(shape):
     """The flat `[rows, C]` product gives the Dense layer's own result and keeps a symbolic
