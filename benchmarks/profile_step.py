@@ -11,8 +11,11 @@ The same breakdown on every backend, from timings in this process:
   the loss and the optimizer.
 
 Under torch it also prints the profiler's table of the operators of one train step,
-by self time. XLA's CPU runtime (JAX, TensorFlow with `--jit_compile true`) does not
-report per-operator times to the profilers, hence the backend-neutral breakdown above.
+by self time. XLA's CPU runtime (JAX, TensorFlow with `--jit_compile true`) reports
+per-operator times to the profilers only when the process starts with
+`XLA_FLAGS=--xla_cpu_enable_xprof_traceme=true` (then `jax.profiler.trace` or
+`tf.profiler.experimental.start` record one event per compiled HLO fusion; map the names
+to layers with `--xla_dump_to`); without it, the backend-neutral breakdown above is all.
 At tiny sizes the dispatch of each separately timed product dominates, and the split
 means nothing; use it at the published sizes.
 
