@@ -109,9 +109,10 @@ def embed_kept_units(layers: EncoderLayers, geometry: Geometry, keypoints, keep_
     means the patch embedding runs on the K kept units only (30 % of the tokens at the
     published mask ratio), the unroll moves patches (pt·ph·pw values a token) instead of
     C0-wide tokens, and the backward pass needs no scatter of the kept tokens' gradients
-    into a zero `[B, N0, C0]` tensor (on Shot7M2 at batch 32 that tensor is 59 MB, and
-    reducing it over the batch for the position embedding's gradient took 0.17 s of a
-    4.2 s JAX step).
+    into a zero `[B, N0, C0]` tensor (on Shot7M2 at batch 32 that tensor is 59 MB; in one
+    traced JAX step, reducing it over the batch for the position embedding's gradient
+    took 0.17 s of 4.2 s). Train step A/B, Shot7M2 batch 32: torch 2.96 → 2.70 s,
+    TensorFlow 3.42 → 3.31 s, JAX 3.83 → 3.78 s.
 
     Returns:
         `[B, mu_size·K, C0]` in unrolled order.

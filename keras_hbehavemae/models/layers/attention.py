@@ -36,10 +36,10 @@ def heads_axis_attention(query, key, value):
     the whole `[B, N, L, S]` logits tensor to memory and reads it back for the softmax, and
     on Shot7M2 at batch 32 the global stage-1 attention's logits are 184 MB. Chunks of at
     most `JAX_LOGITS_CHUNK_BYTES` gave the same numbers (bit for bit) and took the JAX
-    encoder batch from 4.35 to 3.59 s and 4.73 to 4.08 s (two A/B runs, one process each)
-    and the training step from 4.01 to 3.75 s. Under TensorFlow with XLA chunks gave
-    no consistent gain (2.6–3.1 s whole against 2.9–3.5 s chunked), so TensorFlow and
-    torch take the whole batch.
+    encoder batch from 4.35 to 3.59 s, 4.73 to 4.08 s and 4.14 to 3.74 s (three A/B runs,
+    one process each) and the training step from 4.01 to 3.75 s. Under TensorFlow with
+    XLA chunks gave no consistent gain (2.6–3.1 s whole against 2.9–3.5 s chunked), so
+    TensorFlow and torch take the whole batch.
     """
     backend = keras.config.backend()
     if backend == "torch":
