@@ -519,3 +519,32 @@ def test_a_sliding_window_of_zero_is_refused_not_replaced(stride):
     with pytest.raises(ValueError, match=rf"^sliding_window must be a positive integer, got "
                                          rf"{stride}"):
         data.steps_per_epoch(2)
+
+
+def test_a_nan_in_a_discarded_untargeted_frame_still_skips_the_step():
+    """The masked pass embeds only the kept units, so a NaN in a masked unit's frame that
+    the loss does not target reaches neither the loss nor the gradients; the train step
+    tests the keypoints themselves and skips that batch all the same."""
+    model = build_pretrainer(CONFIG)
+    model.compile(optimizer=published_optimizer(model, 1e-3))
+    model.optimizer.build(model.trainable_variables)
+    geometry = model.geometry
+    windows = np.random.default_rng(1).normal(size=(2, 24, 3, 24)).astype("float32")
+    mask = np.zeros((2, geometry.num_mask_units), bool)
+    mask[:, :geometry.num_kept_units] = True
+    # A frame whose NaN leaves the (internal, unchecked) loss finite under this mask.
+    for frame in range(windows.shape[1]):
+        poisoned = windows.copy()
+        poisoned[1, frame] = np.nan
+        outputs = model.checked_forward(poisoned, mask, training=False)
+        if np.isfinite(float(keras.ops.convert_to_numpy(
+                model.pretraining_loss(poisoned, outputs)))):
+            break
+    else:
+        pytest.fail("every frame's NaN reaches the loss under this mask")
+    weights = weight_values(model)
+    batch = tf.data.Dataset.from_tensor_slices({"keypoints": poisoned, "mask": mask}).batch(2)
+    history = model.fit(batch, epochs=1, verbose=0).history
+    assert history["skipped_steps"] == [1.0]
+    for before, after in zip(weights, weight_values(model), strict=True):
+        np.testing.assert_array_equal(after, before)
