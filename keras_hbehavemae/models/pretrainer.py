@@ -267,9 +267,16 @@ class HBehaveMAE(PretrainingSteps, keras.Model):
         return self.pretraining_loss(keypoints, outputs)
 
     def pretraining_loss(self, keypoints, outputs):
-        """`compute_pretraining_loss` of keypoints an entry point has checked."""
-        return masked_reconstruction_loss(outputs["pred"], self.targets(keypoints),
+        """`compute_pretraining_loss` of keypoints an entry point has checked.
+
+        NaN when any keypoint of the batch is NaN or inf. The masked pass embeds only the
+        kept units, so a bad value in a discarded frame that the loss does not target would
+        otherwise leave the loss finite, and `evaluate` on a `tf.data` pipeline (whose
+        values no entry point sees) would report a NaN batch as a normal one.
+        """
+        loss = masked_reconstruction_loss(outputs["pred"], self.targets(keypoints),
                                           outputs["mask"])
+        return ops.where(ops.all(ops.isfinite(keypoints)), loss, float("nan"))
 
     def update_pretraining_metrics(self, loss, grad_norm=None, learning_rate=None,
                                    applied=None):
