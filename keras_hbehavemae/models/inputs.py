@@ -19,14 +19,15 @@ it reports them.)
   it is told are bad, because those frames are hidden from the model and replaced. It
   rejects them elsewhere.
 - Inside a compiled training step the values are not known. There the pretrainer's
-  `train_step` skips an update whose batch holds a NaN or inf keypoint, or whose loss or
-  gradient norm is not finite. The keypoints are tested themselves, because the masked
-  pass embeds only the kept units: a NaN in a discarded, untargeted frame would reach
-  neither the loss nor the gradients. The weights and the optimizer state stay as they
-  were, and the `skipped_steps` metric counts the step. So a plain `model.fit` on data with
-  a NaN frame never makes a weight non-finite and never trains on that batch. The
-  pretraining command stops at the first skipped step
-  (`training.callbacks.NonFiniteLossGuard`) and keeps every checkpoint.
+  `train_step` skips an update whose loss or gradient norm is not finite. The loss
+  (`HBehaveMAE.pretraining_loss`) is NaN whenever a keypoint of the batch is NaN or inf,
+  tested on the keypoints themselves: the masked pass embeds only the kept units, so a
+  NaN in a discarded, untargeted frame would otherwise reach neither the loss nor the
+  gradients. The weights and the optimizer state stay as they were, and the
+  `skipped_steps` metric counts the step. So a plain `model.fit` on data with a NaN frame
+  never makes a weight non-finite and never trains on that batch. The pretraining command
+  stops at the first skipped step (`training.callbacks.NonFiniteLossGuard`) and keeps
+  every checkpoint.
 - `convert.checkpoint` refuses a checkpoint with non-finite weights unless the caller
   allows them explicitly.
 

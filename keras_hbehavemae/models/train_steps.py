@@ -4,12 +4,13 @@ All three compute the same loss (`HBehaveMAE.pretraining_loss`) and log `loss`, 
 (the global L2 norm of the gradients before clipping), `skipped_steps` and
 `learning_rate`. `PretrainingSteps` is chosen once, at import, from `keras.config.backend()`.
 
-A step whose batch holds a NaN or inf keypoint, or whose loss or gradient norm is not
-finite (an overflow), is skipped: the weights and the optimizer state, its step counter
-included, stay as they were, and `skipped_steps` counts it; `loss` and `grad_norm` average
-the applied steps of the epoch only (NaN when none was applied). The pretraining command
-stops at the first skipped step (`training.callbacks.NonFiniteLossGuard`); see
-`keras_hbehavemae.models.inputs` for the policy on non-finite keypoints.
+A step whose loss or gradient norm is not finite (NaN or inf keypoints in the batch, which
+make `pretraining_loss` NaN, or an overflow) is skipped: the weights and the optimizer
+state, its step counter included, stay as they were, and `skipped_steps` counts it; `loss`
+and `grad_norm` average the applied steps of the epoch only (NaN when none was applied).
+The pretraining command stops at the first skipped step
+(`training.callbacks.NonFiniteLossGuard`); see `keras_hbehavemae.models.inputs` for the
+policy on non-finite keypoints.
 """
 
 from __future__ import annotations
@@ -31,20 +32,9 @@ class StepMean(keras.metrics.Mean):
                          float("nan"))
 
 
-def is_finite_step(loss, grad_norm, keypoints):
-    """True (a scalar bool tensor) when the keypoints, the loss and the gradient norm are all
-    finite.
-
-    The keypoints are checked themselves: a NaN in a frame that the masked pass discards
-    and the loss does not target reaches neither the loss nor the gradients, and such a
-    batch must still be skipped and counted, not trained on.
-    """
-    return ops.logical_and(finite_batch(loss, keypoints), ops.all(ops.isfinite(grad_norm)))
-
-
-def finite_batch(loss, keypoints):
-    """True (a scalar bool tensor) when the keypoints and the loss are all finite."""
-    return ops.logical_and(ops.all(ops.isfinite(keypoints)), ops.all(ops.isfinite(loss)))
+def is_finite_step(loss, grad_norm):
+    """True (a scalar bool tensor) when both the loss and the gradient norm are finite."""
+    return ops.logical_and(ops.all(ops.isfinite(loss)), ops.all(ops.isfinite(grad_norm)))
 
 
 def global_norm(gradients):
@@ -145,13 +135,12 @@ class _TensorFlowSteps:
                 gradients, context, self.optimizer.global_clipnorm)
             # A NaN on one replica reaches every replica through the summed indicator.
             loss_finite = ops.cast(context.all_reduce(
-                tf.distribute.ReduceOp.SUM,
-                ops.cast(ops.logical_not(finite_batch(loss, keypoints)), "float32")
+                tf.distribute.ReduceOp.SUM, ops.cast(~ops.all(ops.isfinite(loss)), "float32")
             ) == 0, "bool")
             finite = ops.logical_and(loss_finite, ops.all(ops.isfinite(grad_norm)))
         else:
             grad_norm = global_norm(gradients)
-            finite = is_finite_step(loss, grad_norm, keypoints)
+            finite = is_finite_step(loss, grad_norm)
         learning_rate = _current_learning_rate(self.optimizer)
         _apply_if_finite(self.optimizer, gradients, variables, finite)
         return _across_workers(self.update_pretraining_metrics(loss, grad_norm, learning_rate,
@@ -176,7 +165,7 @@ class _TorchSteps:
         variables = self.trainable_weights
         gradients = [variable.value.grad for variable in variables]
         grad_norm = global_norm(gradients)
-        finite = is_finite_step(loss.detach(), grad_norm, keypoints)
+        finite = is_finite_step(loss.detach(), grad_norm)
         learning_rate = _current_learning_rate(self.optimizer)
         if bool(finite):
             with torch.no_grad():
@@ -224,7 +213,7 @@ class _JaxSteps:
         with keras.StatelessScope(state_mapping=mapping):
             learning_rate = _current_learning_rate(self.optimizer)
         grad_norm = global_norm(gradients)
-        finite = is_finite_step(loss, grad_norm, keypoints)
+        finite = is_finite_step(loss, grad_norm)
         new_trainable, new_optimizer_variables = self.optimizer.stateless_apply(
             optimizer_variables, gradients, trainable)
         # A skipped step keeps the weights and the optimizer state (its counter included).
