@@ -68,6 +68,20 @@ def checked_dtype(dtype):
     return dtype
 
 
+def kept_token_ids(keep_unit_ids, geometry: Geometry):
+    """Unrolled token indices `[B, mu_size·K]` of the kept units, ordered by j, then k.
+
+    In unrolled order token `j·U + u` is token j of mask unit u (U units), so the kept
+    tokens are `j·U + keep_unit_ids[:, k]`.
+    """
+    units, unit_tokens = geometry.num_mask_units, geometry.mask_unit_tokens
+    num_kept = keep_unit_ids.shape[1]
+    offsets = ops.reshape(ops.arange(unit_tokens, dtype="int32") * units,
+                          (1, unit_tokens, 1))  # [1, mu_size, 1]
+    kept = ops.reshape(ops.cast(keep_unit_ids, "int32"), (-1, 1, num_kept))  # [B, 1, K]
+    return ops.reshape(offsets + kept, (-1, unit_tokens * num_kept))  # [B, mu_size·K]
+
+
 def select_kept_units(tokens, keep_unit_ids, geometry: Geometry):
     """Keeps the tokens of the kept mask units, in ascending unit order.
 
@@ -77,28 +91,10 @@ def select_kept_units(tokens, keep_unit_ids, geometry: Geometry):
         geometry: the model geometry.
 
     Returns:
-        `[B, mu_size·K, C]` in unrolled order.
+        `[B, mu_size·K, C]` in unrolled order (`kept_token_ids`).
     """
-    units, unit_tokens = geometry.num_mask_units, geometry.mask_unit_tokens
-    num_kept, channels = keep_unit_ids.shape[1], tokens.shape[-1]
-    tokens = ops.reshape(tokens, (-1, unit_tokens, units, channels))  # [B, mu_size, U, C]
-    index = ops.reshape(ops.cast(keep_unit_ids, "int32"), (-1, 1, num_kept, 1))
-    kept = ops.take_along_axis(tokens, index, axis=2)  # [B, mu_size, K, C]
-    return ops.reshape(kept, (-1, unit_tokens * num_kept, channels))  # [B, mu_size·K, C]
-
-
-def kept_token_ids(keep_unit_ids, geometry: Geometry):
-    """Unrolled token indices `[B, mu_size·K]` of the kept units, in `select_kept_units` order.
-
-    In unrolled order token `j·U + u` is token j of mask unit u (U units), so the kept
-    tokens are `j·U + keep_unit_ids[:, k]`, ordered by j, then k.
-    """
-    units, unit_tokens = geometry.num_mask_units, geometry.mask_unit_tokens
-    num_kept = keep_unit_ids.shape[1]
-    offsets = ops.reshape(ops.arange(unit_tokens, dtype="int32") * units,
-                          (1, unit_tokens, 1))  # [1, mu_size, 1]
-    kept = ops.reshape(ops.cast(keep_unit_ids, "int32"), (-1, 1, num_kept))  # [B, 1, K]
-    return ops.reshape(offsets + kept, (-1, unit_tokens * num_kept))  # [B, mu_size·K]
+    index = ops.expand_dims(kept_token_ids(keep_unit_ids, geometry), -1)  # [B, mu_size·K, 1]
+    return ops.take_along_axis(tokens, index, axis=1)  # [B, mu_size·K, C]
 
 
 def embed_kept_units(layers: EncoderLayers, geometry: Geometry, keypoints, keep_unit_ids):
