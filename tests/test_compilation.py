@@ -1,6 +1,6 @@
 """The fastest measured compiled path is what a new user gets (`models.compilation`).
 
-The measured fast path (docs/results_performance.md): XLA under JAX always; under
+The measured fast path (docs/results.md): XLA under JAX always; under
 TensorFlow on a CPU for a published-size model (Shot7M2), not for the small default
 synthetic model, where XLA was slower; eager torch.
 """
@@ -54,6 +54,14 @@ def test_a_new_users_default_pretraining_takes_the_fast_path():
     config, jit_compile = _pretrain_config("--dataset", "shot7m2", "--path_to_data_dir", "x")
     assert resolve_jit_compile(jit_compile, compute_geometry(config)) is FAST_PATH[
         (BACKEND, "published")]
+
+
+def test_a_new_users_default_pretraining_keeps_freed_memory_for_reuse():
+    # `keras_hbehavemae.allocator`: the training and encoder steps fault no pages in anew
+    # (tests/test_allocator.py checks the setting itself; the end-to-end test, the record
+    # of a default run and extraction).
+    assert parse_pretrain_flags().reuse_freed_memory is True
+    assert parse_pretrain_flags("--noreuse_freed_memory").reuse_freed_memory is False
 
 
 def test_models_compile_and_predict_on_the_fast_path_by_default():

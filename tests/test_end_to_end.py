@@ -14,6 +14,8 @@ import keras
 import numpy as np
 import pytest
 
+from keras_hbehavemae.allocator import reuse_freed_memory
+
 pytestmark = pytest.mark.slow  # subprocesses, model builds and SavedModels
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -73,10 +75,11 @@ def test_extraction_writes_levels_labels_and_baseline(end_to_end):
     labels = np.load(folder / "labels.npy", allow_pickle=True).item()
     assert sorted(labels["vocabulary"]) == sorted(TASKS)
     # A new user's default extraction takes the fast path measured for a small model
-    # (tests/test_compilation.py): XLA under JAX only.
+    # (tests/test_compilation.py): XLA under JAX only; freed memory kept for reuse (glibc).
     summary = json.loads((folder / "extraction.json").read_text())
     assert summary["jit_compile"] == "auto"
     assert summary["compiled"] == str(keras.config.backend() == "jax")
+    assert summary["reuse_freed_memory"] is reuse_freed_memory(apply=False)
     assert labels["label_array"].shape == (4, frames)
 
 
@@ -121,3 +124,8 @@ def test_pictures_are_written(end_to_end):
         path = end_to_end / name
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
         assert path.stat().st_size > 10_000, name
+
+
+def test_the_run_kept_freed_memory_for_reuse_by_default(end_to_end):
+    summary = json.loads((end_to_end / "final_metrics.json").read_text())
+    assert summary["reuse_freed_memory"] is reuse_freed_memory(apply=False)

@@ -49,6 +49,7 @@ import time
 from absl import flags
 
 from keras_hbehavemae.cli import flag_parsing
+from keras_hbehavemae.cli.allocator_flag import apply_allocator_flag, define_allocator_flag
 from keras_hbehavemae.cli.pose_flags import define_pose_flags, embed_pose_data, embedding_defaults
 from keras_hbehavemae.cli.usage import run_command
 from keras_hbehavemae.data.layouts import DATASETS, layout
@@ -105,6 +106,7 @@ def define_flags() -> None:
                         "initial weights of a run with --control_seed.")
     flags.DEFINE_integer("control_seed", None, "Seed of --control initial (default: the seed "
                          "in the --preset's metadata, if it has one).")
+    define_allocator_flag()
     flags.mark_flags_as_required(["preset", "output_dir"])
 
 
@@ -173,6 +175,7 @@ def control_backbone(control: str, preset: str, backbone, seed: int | None):
 def extract(backbone, sequences, output_dir: str, description: dict) -> tuple[dict, int]:
     """Embeds `sequences` with `backbone` into `output_dir`; returns (summary, files)."""
     from keras_hbehavemae import embeddings
+    from keras_hbehavemae.allocator import reusing_freed_memory
     from keras_hbehavemae.data.normalisation import ArenaNormalisation
     from keras_hbehavemae.files.atomic import write_json_atomically
     from keras_hbehavemae.models.compilation import parse_jit_compile_flag
@@ -210,6 +213,7 @@ def extract(backbone, sequences, output_dir: str, description: dict) -> tuple[di
         "window_stride": FLAGS.window_stride,
         "jit_compile": FLAGS.jit_compile,
         "compiled": str(backbone.jit_compile),
+        "reuse_freed_memory": reusing_freed_memory(),
         "embedsum": bool(embedsum),
         "normalise": None if normalise is None else repr(normalise),
         "levels": level_ids,
@@ -229,6 +233,7 @@ def main(argv):
         print(f"error: unexpected arguments {argv[1:]} (quote a --data glob, so that the shell "
               "does not expand it)", file=sys.stderr)
         return 1
+    apply_allocator_flag(FLAGS)
     from keras_hbehavemae.embeddings.recordings import is_recordings_folder
     from keras_hbehavemae.embeddings.submission import CONTROL_FOLDER, is_embedding_folder
     from keras_hbehavemae.files.atomic import (

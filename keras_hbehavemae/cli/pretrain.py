@@ -55,6 +55,7 @@ import warnings
 from absl import flags
 
 from keras_hbehavemae.cli import flag_parsing
+from keras_hbehavemae.cli.allocator_flag import apply_allocator_flag, define_allocator_flag
 from keras_hbehavemae.cli.cluster_flags import cluster_settings, define_cluster_flags, leave_at_once
 from keras_hbehavemae.cli.pose_flags import (
     DEFAULT_NORMALISE,
@@ -165,6 +166,7 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
                       **fv)
     define_cluster_flags(flag_values)
     define_pose_flags(flag_values)
+    define_allocator_flag(flag_values)
 
 
 def join_multi_value_flags(argv: list[str]) -> list[str]:
@@ -396,6 +398,7 @@ def main(argv):
             flags.FLAGS.data is not None) else ""
         print(f"error: unexpected arguments {argv[1:]}{hint}", file=sys.stderr)
         return 1
+    apply_allocator_flag(flags.FLAGS)
     return run(flags.FLAGS)
 
 

@@ -3,7 +3,7 @@
 `jit_compile="auto"` (the default of `HBehaveMAE.compile`, `HBehaveMAEBackbone.compile`,
 `hbehavemae pretrain` and `hbehavemae embed`) resolves through `resolve_jit_compile`:
 
-| backend | "auto" means | measured (docs/results_performance.md) |
+| backend | "auto" means | measured (docs/results.md) |
 | --- | --- | --- |
 | TensorFlow, CPU | XLA for a model of at least `XLA_MIN_WINDOW_GFLOP` per window (Shot7M2, MABe22), TensorFlow's own kernels below | Shot7M2: XLA trained 1.4–1.9× and extracted about 2× faster. The small default synthetic model: XLA was 2–5× slower per step and compiled for minutes. |
 | TensorFlow, GPU | XLA (Keras' own choice) | |

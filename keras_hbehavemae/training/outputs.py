@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
+from keras_hbehavemae.allocator import reusing_freed_memory
 from keras_hbehavemae.models import HBehaveMAE, HBehaveMAEBackbone
 from keras_hbehavemae.presets import save_to_preset
 from keras_hbehavemae.training import run_directory
@@ -63,6 +64,7 @@ def _final_summary(run: TrainingRun, output_dir: str, state: dict, wall_seconds:
         "test_loss": None,
         "test_loss_epoch": None,
         "session_wall_seconds": round(wall_seconds, 1),
+        "reuse_freed_memory": reusing_freed_memory(),
         "sessions": state.get("sessions", []),
         **run.schedule_summary(),
         "data": run.data.describe(),
