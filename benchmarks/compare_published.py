@@ -20,8 +20,12 @@ average. Without `--behavemae_dir` only the package variants run, each against R
 Variants: `tensorflow` (the default path: XLA), `tensorflow_eager` (`--jit_compile
 false`), `jax`, `torch`, `torch_1thread` (torch with one intra-op thread), and
 `published_1thread` (the published code with one thread, as its scripts set
-`OMP_NUM_THREADS=1`). Only one package worker lives at a time (a Shot7M2 training worker
-holds up to 4.5 GB); the published worker of a job lives through the whole job.
+`OMP_NUM_THREADS=1`). The package's workers keep freed memory for reuse, as its commands
+do by default (`keras_hbehavemae.allocator`); `tensorflow_glibc_memory`, `jax_glibc_memory`
+and `torch_glibc_memory` leave glibc's defaults, and `published_reused_memory` gives the
+published code the package's setting. Only one package worker lives at a time (a Shot7M2
+training worker holds up to 4.8 GB); the published worker of a job lives through the whole
+job.
 
 Raw results (every slot) go to `--output` as JSON.
 """
@@ -52,6 +56,12 @@ VARIANTS = {
     "torch": ("torch", ["--jit_compile", "auto"]),
     "torch_1thread": ("torch", ["--jit_compile", "auto", "--threads", "1"]),
     "published_1thread": (None, ["--threads", "1"]),
+    "published_reused_memory": (None, ["--reuse_freed_memory", "true"]),
+    "tensorflow_glibc_memory": ("tensorflow", ["--jit_compile", "auto", "--reuse_freed_memory",
+                                               "false"]),
+    "jax_glibc_memory": ("jax", ["--jit_compile", "auto", "--reuse_freed_memory", "false"]),
+    "torch_glibc_memory": ("torch", ["--jit_compile", "auto", "--reuse_freed_memory",
+                                     "false"]),
 }
 JOBS = ("train", "extract", "exact")
 

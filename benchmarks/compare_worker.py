@@ -57,6 +57,9 @@ def parse_arguments(argv=None):
     parser.add_argument("--behavemae_dir", default=None)
     parser.add_argument("--timm", default="auto", choices=("auto", "timm", "stand-in"))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--reuse_freed_memory", default="auto", choices=("auto", "true", "false"),
+                        help="keep freed memory for reuse (keras_hbehavemae.allocator); auto: "
+                        "yes for the package, as its commands do, no for the published code")
     return parser.parse_args(argv)
 
 
@@ -90,6 +93,27 @@ def set_torch_threads(arguments) -> None:
         import torch
 
         torch.set_num_threads(arguments.threads)
+
+
+def reuse_memory(arguments) -> bool:
+    """`--reuse_freed_memory`: auto is what each side does by default (the package's commands
+    keep freed memory for reuse; the published code leaves glibc's defaults)."""
+    wanted = {"true": True, "false": False}.get(arguments.reuse_freed_memory,
+                                                arguments.implementation == "package")
+    if not wanted:
+        return False
+    # Loaded from its file, so that the published side does not import Keras with the
+    # package (and works under a --reference_python without the package installed).
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).resolve().parents[1] / "keras_hbehavemae" / "allocator.py"
+    spec = importlib.util.spec_from_file_location("keras_hbehavemae_allocator", path)
+    allocator = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(allocator)
+    if arguments.implementation == "published":
+        return allocator.reuse_freed_memory("torch")
+    return allocator.reuse_freed_memory(os.environ.get("KERAS_BACKEND", "tensorflow"))
 
 
 def windows_for(arguments, input_size):
@@ -318,6 +342,7 @@ def main(argv=None) -> int:
         say({"error": "--behavemae_dir is required for the published implementation"})
         return 2
     started = time.perf_counter()
+    reused = reuse_memory(arguments)
     if arguments.implementation == "published" or os.environ.get("KERAS_BACKEND") == "torch":
         set_torch_threads(arguments)
     try:
@@ -329,6 +354,7 @@ def main(argv=None) -> int:
     ready = {"ready": True, "setup_seconds": time.perf_counter() - started,
              "unit_gflop": unit_gflop(arguments),
              "warmup_seconds": [wall for wall, _ in warm], "pid": os.getpid(),
+             "reuse_freed_memory": reused,
              **job.describe}
     if arguments.implementation == "package":
         import benchmark_common

@@ -36,6 +36,7 @@ import numpy as np
 from absl import app, flags
 
 from keras_hbehavemae import HBehaveMAEBackbone
+from keras_hbehavemae.cli.allocator_flag import apply_allocator_flag, define_allocator_flag
 from keras_hbehavemae.embeddings import count_windows, embed_sequence
 
 FLAGS = flags.FLAGS
@@ -59,12 +60,13 @@ flags.DEFINE_float("device_peak_tflops", 0.0,
                    "utilisation against it is reported.")
 flags.DEFINE_integer("matmul_size", machine_peak.DEFAULT_SIZE, "Size of R's numpy matmul.")
 flags.DEFINE_string("output", "", "Write all figures as JSON to this file.")
+define_allocator_flag()
 
 REFERENCE_FRAMES = 1800
 MODES = ("exact", "fast", "strided")
 CHEAP_MODES = ("fast", "strided")
 
-PRINTED = ("backend", "config", "precision", "jit_compile", "batch_size",
+PRINTED = ("backend", "config", "precision", "jit_compile", "reuse_freed_memory", "batch_size",
            "compile_seconds", "samples_per_second", "encoder_gflop_per_sample",
            "achieved_gflops", "machine_matmul_gflops_before", "machine_matmul_gflops_after",
            "machine_matmul_gflops", "ratio_to_machine_matmul",
@@ -144,6 +146,7 @@ def time_sequences(backbone, sequence) -> dict:
 
 def main(argv):
     del argv
+    reused = apply_allocator_flag()  # as `hbehavemae embed` does
     r_before = machine_peak.numpy_matmul_gflops(FLAGS.matmul_size)  # before any model
     backbone = build_backbone(FLAGS.precision)
     backbone.compile(jit_compile=benchmark_common.parse_jit_compile(FLAGS.jit_compile))
@@ -163,6 +166,7 @@ def main(argv):
         "steps": FLAGS.steps,
         **time_encoder(backbone, windows),
         "jit_compile": str(backbone.jit_compile),
+        "reuse_freed_memory": reused,
         "encoder_gflop_per_sample": flops / 1e9,
     }
     figures["achieved_gflops"] = figures["samples_per_second"] * flops / 1e9

@@ -38,6 +38,7 @@ import numpy as np
 import product_timing
 from absl import app, flags
 
+from keras_hbehavemae.cli.allocator_flag import apply_allocator_flag, define_allocator_flag
 from keras_hbehavemae.training.initial import build_pretrainer
 from keras_hbehavemae.training.optimizer import published_optimizer, scaled_learning_rate
 
@@ -52,8 +53,10 @@ flags.DEFINE_integer("matmul_repeats", 2, "Timed runs per matrix product.", lowe
 flags.DEFINE_integer("operators", 25, "Torch operators to list.", lower_bound=0)
 flags.DEFINE_integer("seed", 0, "Seed of weights, data and masks.")
 flags.DEFINE_string("output", "", "Write all figures as JSON to this file.")
+define_allocator_flag()
 
-PRINTED = ("backend", "config", "batch_size", "jit_compile", "forward_seconds",
+PRINTED = ("backend", "config", "batch_size", "jit_compile", "reuse_freed_memory",
+           "forward_seconds",
            "train_step_seconds", "backward_and_update_seconds", "matmul_only_seconds",
            "everything_else_seconds", "matmul_share_of_step", "train_step_gflops",
            "matmul_only_gflops")
@@ -92,6 +95,7 @@ def matmul_seconds(matmuls, run) -> float:
 
 def main(argv):
     del argv
+    reused = apply_allocator_flag()  # as `hbehavemae pretrain` does
     config = benchmark_common.benchmark_config(FLAGS.config)
     batch_size = FLAGS.batch_size
     keras.utils.set_random_seed(FLAGS.seed)
@@ -117,6 +121,7 @@ def main(argv):
         "config": FLAGS.config,
         "batch_size": batch_size,
         "jit_compile": str(model.jit_compile),
+        "reuse_freed_memory": reused,
         "forward_seconds": forward,
         "train_step_seconds": step,
         "backward_and_update_seconds": step - forward,

@@ -40,6 +40,7 @@ import keras
 import machine_peak
 from absl import app, flags
 
+from keras_hbehavemae.cli.allocator_flag import apply_allocator_flag, define_allocator_flag
 from keras_hbehavemae.training.initial import build_pretrainer
 from keras_hbehavemae.training.optimizer import published_optimizer, scaled_learning_rate
 
@@ -76,8 +77,10 @@ flags.DEFINE_enum("input", "auto", ["auto", "tf_data", "generator"],
                   "only JAX and torch; not with the TensorFlow backend). auto: tf.data if "
                   "TensorFlow can be imported.")
 flags.DEFINE_string("output", "", "Write all figures as JSON to this file.")
+define_allocator_flag()
 
-PRINTED = ("backend", "config", "precision", "jit_compile", "batch_size", "steps",
+PRINTED = ("backend", "config", "precision", "jit_compile", "reuse_freed_memory", "batch_size",
+           "steps",
            "compile_seconds", "steps_per_second", "samples_per_second",
            "train_gflop_per_sample", "achieved_gflops", "machine_matmul_gflops_before",
            "machine_matmul_gflops_after", "machine_matmul_gflops", "ratio_to_machine_matmul",
@@ -199,6 +202,7 @@ def main(argv):
         print(f"SKIPPED: the {keras.config.backend()} backend sees no accelerator "
               "(--require_accelerator)", flush=True)
         raise SystemExit(3)
+    reused = apply_allocator_flag()  # as `hbehavemae pretrain` does
     r_before = machine_peak.numpy_matmul_gflops(FLAGS.matmul_size)  # before any model
     config = benchmark_common.benchmark_config(FLAGS.config)
     windows = benchmark_common.random_walk_windows(
@@ -208,6 +212,7 @@ def main(argv):
     runs = [run_once(precision, windows) for precision in precisions]
     r_after = machine_peak.numpy_matmul_gflops(FLAGS.matmul_size)
     for figures in runs:
+        figures["reuse_freed_memory"] = reused
         benchmark_common.add_ratio_figures(figures, r_before, r_after, FLAGS.device_peak_tflops)
         benchmark_common.print_figures(f"train_speed {figures['precision']}", figures,
                                        PRINTED)
