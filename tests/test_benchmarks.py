@@ -22,6 +22,8 @@ sys.path.insert(0, str(BENCHMARKS))
 import benchmark_common  # noqa: E402
 import machine_peak  # noqa: E402
 
+from keras_hbehavemae.allocator import reuse_freed_memory  # noqa: E402
+
 pytestmark = pytest.mark.slow  # subprocesses, model builds and SavedModels
 
 BACKEND = keras.config.backend()
@@ -121,6 +123,7 @@ def test_train_speed_runs_on_this_backend(tmp_path):
     run = json.loads(output_file.read_text())  # one precision: the run's figures
     _assert_positive(run, TRAIN_FIELDS[:-1])
     assert run["backend"] == BACKEND and run["precision"] == "float32"
+    assert run["reuse_freed_memory"] is reuse_freed_memory(BACKEND, apply=False)  # as pretrain
     assert len(run["losses"]) == 3 and all(math.isfinite(loss) for loss in run["losses"])
 
 
@@ -133,12 +136,29 @@ def test_extract_speed_json(tmp_path):
     figures = json.loads(output_file.read_text())
     _assert_positive(figures, EXTRACT_FIELDS)
     assert figures["exact_windows"] == 40 + 32 - 1 and figures["fast_windows"] == 20
+    assert figures["reuse_freed_memory"] is reuse_freed_memory(BACKEND, apply=False)
     assert figures["strided_windows"] == 9  # ⌈71 / 8⌉, window stride 32 // 4
     assert figures["projected_from_frames"] is True
     for mode in ("fast", "strided"):
         assert len(figures[f"{mode}_per_level_difference"]) == 3
         assert (figures[f"{mode}_exact_max_abs_difference"]
                 >= figures[f"{mode}_exact_mean_abs_difference"])
+
+
+def test_freed_memory_compares_the_defaults_with_reuse(tmp_path):
+    output_file = tmp_path / "freed.json"
+    output = _run([sys.executable, str(BENCHMARKS / "freed_memory.py"), "--config", "tiny",
+                   f"--backends={BACKEND}", "--batch_size", "4", "--units", "2", "--warmup",
+                   "1", "--output", str(output_file)], timeout=900)
+    assert "| backend | job | setting | s per unit |" in output
+    rows = json.loads(output_file.read_text())["rows"]
+    assert [(row["job"], row["reuse"]) for row in rows] == [
+        ("train", False), ("train", True), ("extract", False), ("extract", True)]
+    available = reuse_freed_memory(BACKEND, apply=False)
+    for row in rows:
+        assert row["applied"] is (row["reuse"] and available)
+        assert row["reusing"] is row["applied"]  # TensorFlow: its allocator confirms it
+        assert len(row["seconds"]) == 2 and row["median_seconds"] > 0 and row["peak_rss_mb"] > 0
 
 
 @pytest.mark.backend_independent

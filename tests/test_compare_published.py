@@ -13,6 +13,8 @@ import textwrap
 import keras
 import pytest
 
+from keras_hbehavemae.allocator import reuse_freed_memory
+
 BENCHMARKS = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
 BACKEND = keras.config.backend()
 
@@ -81,6 +83,8 @@ def test_without_published_code_it_reports_ratios_to_the_machine_rate(tmp_path):
     assert result["variant"] == BACKEND and result["job"] == "train"
     assert len(result["slots"]) == 2 and result["reference_slots"] is None
     assert result["ready"]["backend"] == BACKEND
+    # The package's worker keeps freed memory for reuse, as its commands do.
+    assert result["ready"]["reuse_freed_memory"] is reuse_freed_memory(BACKEND, apply=False)
     assert 0 < result["ratio_to_machine_matmul"] and result["seconds_per_unit"] > 0
     assert "speedup" not in result
 
@@ -100,6 +104,7 @@ def test_against_a_fake_published_checkout_it_interleaves_and_prints_speedups(tm
         assert len(result["slots"]) == 2 and len(result["reference_slots"]) == 3
         assert len(result["speedups"]) == 2 and result["speedup"] > 0
         assert result["reference_ready"]["timm_layers"].startswith("stand-in Mlp/DropPath")
+        assert result["reference_ready"]["reuse_freed_memory"] is False  # its own defaults
         assert f"| {result['job']} | {BACKEND} |" in stdout
 
 
