@@ -25,14 +25,14 @@ to 640,000 faults (1.7–2.5 GB) and 0.9–2.5 s of kernel CPU time per Shot7M2 
   637,000 pages a step). On another C library (macOS, musl) nothing changes.
 
 The numbers the model computes do not change, only where the buffers come from. Measured
-on Shot7M2 at batch 32, `model.fit` on `tf.data`, 2 cores, median of 7–9 steps (docs/
-results.md, "Freed memory, kept"):
+on Shot7M2 at batch 32, `model.fit` on `tf.data`, 2 cores, one fresh process per setting,
+median of 7–21 steps (docs/results.md, "Freed memory, kept"):
 
 | backend | setting | s per step | page faults per step | peak RSS |
 | --- | --- | ---: | ---: | ---: |
-| TensorFlow (XLA) | default | 3.50 | 421,000 | 3.9 GB |
-| TensorFlow (XLA) | BFC allocator | 2.18–2.75 | 2–4 | 4.0–4.1 GB |
-| TensorFlow (XLA) | glibc settings above | 2.8 | 0 | 8.7 GB |
+| TensorFlow (XLA) | default | 3.54 | | 3.9 GB |
+| TensorFlow (XLA) | its best-fit allocator | 2.18–2.75 | 2–4 | 4.0–4.1 GB |
+| TensorFlow (XLA) | the glibc settings above | 2.7–3.0 | | 8.7 GB |
 | JAX | default | 3.56 | 637,000 | 4.4 GB |
 | JAX | glibc settings | 2.74 | 0 | 6.7 GB |
 | torch | default | 3.39 | 273,000 | 2.4 GB |
