@@ -79,7 +79,7 @@ def test_extraction_writes_levels_labels_and_baseline(end_to_end):
     summary = json.loads((folder / "extraction.json").read_text())
     assert summary["jit_compile"] == "auto"
     assert summary["compiled"] == str(keras.config.backend() == "jax")
-    assert summary["reuse_freed_memory"] is reuse_freed_memory(apply=False)
+    assert summary["reuse_freed_memory"] is reuse_freed_memory(keras.config.backend(), apply=False)
     assert labels["label_array"].shape == (4, frames)
 
 
@@ -128,4 +128,4 @@ def test_pictures_are_written(end_to_end):
 
 def test_the_run_kept_freed_memory_for_reuse_by_default(end_to_end):
     summary = json.loads((end_to_end / "final_metrics.json").read_text())
-    assert summary["reuse_freed_memory"] is reuse_freed_memory(apply=False)
+    assert summary["reuse_freed_memory"] is reuse_freed_memory(keras.config.backend(), apply=False)
