@@ -95,13 +95,15 @@ def set_torch_threads(arguments) -> None:
         torch.set_num_threads(arguments.threads)
 
 
-def reuse_memory(arguments) -> bool:
-    """`--reuse_freed_memory`: auto is what each side does by default (the package's commands
-    keep freed memory for reuse; the published code leaves glibc's defaults)."""
+def reuse_memory(arguments):
+    """Applies `--reuse_freed_memory` (auto is what each side does by default: the package's
+    commands keep freed memory for reuse, the published code leaves glibc's defaults);
+    returns `keras_hbehavemae.allocator`, whose `reusing_freed_memory()` says whether it is
+    in effect, or None when the setting is off."""
     wanted = {"true": True, "false": False}.get(arguments.reuse_freed_memory,
                                                 arguments.implementation == "package")
     if not wanted:
-        return False
+        return None
     # Loaded from its file, so that the published side does not import Keras with the
     # package (and works under a --reference_python without the package installed).
     import importlib.util
@@ -111,9 +113,9 @@ def reuse_memory(arguments) -> bool:
     spec = importlib.util.spec_from_file_location("keras_hbehavemae_allocator", path)
     allocator = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(allocator)
-    if arguments.implementation == "published":
-        return allocator.reuse_freed_memory("torch")
-    return allocator.reuse_freed_memory(os.environ.get("KERAS_BACKEND", "tensorflow"))
+    allocator.reuse_freed_memory("torch" if arguments.implementation == "published"
+                                 else os.environ.get("KERAS_BACKEND", "tensorflow"))
+    return allocator
 
 
 def windows_for(arguments, input_size):
@@ -342,7 +344,7 @@ def main(argv=None) -> int:
         say({"error": "--behavemae_dir is required for the published implementation"})
         return 2
     started = time.perf_counter()
-    reused = reuse_memory(arguments)
+    allocator = reuse_memory(arguments)
     if arguments.implementation == "published" or os.environ.get("KERAS_BACKEND") == "torch":
         set_torch_threads(arguments)
     try:
@@ -354,7 +356,7 @@ def main(argv=None) -> int:
     ready = {"ready": True, "setup_seconds": time.perf_counter() - started,
              "unit_gflop": unit_gflop(arguments),
              "warmup_seconds": [wall for wall, _ in warm], "pid": os.getpid(),
-             "reuse_freed_memory": reused,
+             "reuse_freed_memory": allocator is not None and allocator.reusing_freed_memory(),
              **job.describe}
     if arguments.implementation == "package":
         import benchmark_common

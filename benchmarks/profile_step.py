@@ -38,6 +38,7 @@ import numpy as np
 import product_timing
 from absl import app, flags
 
+from keras_hbehavemae.allocator import reusing_freed_memory
 from keras_hbehavemae.cli.allocator_flag import apply_allocator_flag, define_allocator_flag
 from keras_hbehavemae.training.initial import build_pretrainer
 from keras_hbehavemae.training.optimizer import published_optimizer, scaled_learning_rate
@@ -95,7 +96,7 @@ def matmul_seconds(matmuls, run) -> float:
 
 def main(argv):
     del argv
-    reused = apply_allocator_flag()  # as `hbehavemae pretrain` does
+    apply_allocator_flag()  # as `hbehavemae pretrain` does
     config = benchmark_common.benchmark_config(FLAGS.config)
     batch_size = FLAGS.batch_size
     keras.utils.set_random_seed(FLAGS.seed)
@@ -121,7 +122,7 @@ def main(argv):
         "config": FLAGS.config,
         "batch_size": batch_size,
         "jit_compile": str(model.jit_compile),
-        "reuse_freed_memory": reused,
+        "reuse_freed_memory": reusing_freed_memory(),  # in effect
         "forward_seconds": forward,
         "train_step_seconds": step,
         "backward_and_update_seconds": step - forward,
