@@ -65,7 +65,11 @@ def reference_attention(x, qkv_kernel, qkv_bias, proj_kernel, proj_bias, heads, 
                                                           (2, 1, False)])
 def test_attention_matches_reference(stride, window, use_mask_units):
     layer = MaskUnitAttention(8, 2, stride, window, use_mask_units)
-    x = np.random.default_rng(0).standard_normal((2, 64, 6)).astype("float32")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 64, 6)).astype("float32")
+    layer.build(x.shape)
+    for dense in (layer.qkv, layer.proj):  # non-zero biases, so their column order counts
+        dense.bias.assign(rng.standard_normal(dense.bias.shape).astype("float32"))
     y = to_numpy(layer(x))
     windows = 64 // (stride * window) if use_mask_units else 1
     expected = reference_attention(

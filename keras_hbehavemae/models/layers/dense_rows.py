@@ -37,9 +37,14 @@ class FusedBiasDense(keras.layers.Dense):
         [[3.0, 3.0, 3.0]]
     """
 
+    def is_plain_affine(self) -> bool:
+        """True when the layer is `inputs · kernel + bias` and nothing else (a bias, no
+        activation, not quantized, no LoRA): then its weights may be used directly."""
+        return not (self.bias is None or self.activation is not keras.activations.linear
+                    or self.quantization_mode or self.lora_enabled)
+
     def call(self, inputs, training=None):
-        if (self.bias is None or self.activation is not keras.activations.linear
-                or self.quantization_mode or self.lora_enabled):
+        if not self.is_plain_affine():
             return super().call(inputs, training=training)
         backend = keras.config.backend()
         if backend == "torch":
