@@ -18,6 +18,31 @@ from keras import ops
 from keras_hbehavemae.models.layers.attention import MaskUnitAttention
 from keras_hbehavemae.models.layers.dense_rows import FusedBiasDense, dense_on_rows
 
+SQRT_HALF = 0.7071067811865476  # 1 / √2
+
+
+def exact_gelu(values):
+    """The exact GELU, `x · Φ(x) = 0.5 · x · (1 + erf(x / √2))`, the form PyTorch computes.
+
+    Under torch this is PyTorch's own kernel. Elsewhere the formula is written out:
+    `keras.ops.gelu(approximate=False)` calls TensorFlow's and JAX's GELU, which use the
+    complementary form `0.5 · x · erfc(−x / √2)`, and XLA's CPU code for erfc is slower
+    than for erf. In A/B runs in one process (Shot7M2, batch 32, 2 CPU cores; median of
+    paired ratios), the erf form ran the encoder batch 1.07× (TensorFlow with XLA) and
+    1.03× (JAX) as fast, and the training step 1.06× (TensorFlow) and 1.02× (JAX). The
+    encoder's outputs moved by at most 1e-5, and golden parity with the published model
+    holds on every backend.
+
+    Example:
+
+    >>> import numpy as np
+    >>> [round(float(v), 4) for v in exact_gelu(np.array([-1.0, 0.0, 1.0], "float32"))]
+    [-0.1587, 0.0, 0.8413]
+    """
+    if keras.config.backend() == "torch":
+        return ops.gelu(values, approximate=False)
+    return 0.5 * values * (1.0 + ops.erf(values * SQRT_HALF))
+
 
 def max_pool_tokens(tokens, stride: int):
     """`out[n'] = max_c tokens[c·(N/s) + n']`: max over the leading `stride` chunks."""
@@ -115,7 +140,7 @@ class HieraBlock(keras.layers.Layer):
         else:
             residual = tokens
         hidden = residual + self._drop_path(self.attn(normed), training)
-        mlp_hidden = ops.gelu(dense_on_rows(self.mlp_fc1, self.norm2(hidden)), approximate=False)
+        mlp_hidden = exact_gelu(dense_on_rows(self.mlp_fc1, self.norm2(hidden)))
         mlp = dense_on_rows(self.mlp_fc2, mlp_hidden)
         return hidden + self._drop_path(mlp, training)
 
