@@ -20,7 +20,10 @@ The numbers a client needs (U, K, P, the mask grid, ...) are written to
 `OUTPUT_DIR/<version>/assets.extra/hbehavemae.json`. Runs under KERAS_BACKEND=tensorflow
 or jax; under torch the export runs in a TensorFlow-backend subprocess. Framework messages
 (TensorFlow's and absl's INFO logs, Keras's export summary) are shown only with --verbose;
-TensorFlow's C++ INFO lines are off unless TF_CPP_MIN_LOG_LEVEL=0 is set.
+TensorFlow's C++ INFO lines are off unless TF_CPP_MIN_LOG_LEVEL=0 is set, except the
+few that TensorFlow 2.21 writes while it loads on CPUs where it turns on oneDNN's custom
+operations ("oneDNN custom operations are on", "This TensorFlow binary is optimized"):
+they come before its logging is set up, whatever the environment says.
 
 Usage:
     hbehavemae export --preset presets/my_model --output_dir exported/my_model
