@@ -24,14 +24,17 @@ SQRT_HALF = 0.7071067811865476  # 1 / √2
 def exact_gelu(values):
     """The exact GELU, `x · Φ(x) = 0.5 · x · (1 + erf(x / √2))`, the form PyTorch computes.
 
-    Under torch this is PyTorch's own kernel. Elsewhere the formula is written out:
-    `keras.ops.gelu(approximate=False)` calls TensorFlow's and JAX's GELU, which use the
-    complementary form `0.5 · x · erfc(−x / √2)`, and XLA's CPU code for erfc is slower
-    than for erf. In A/B runs in one process (Shot7M2, batch 32, 2 CPU cores; median of
-    paired ratios), the erf form ran the encoder batch 1.07× (TensorFlow with XLA) and
-    1.03× (JAX) as fast, and the training step 1.06× (TensorFlow) and 1.02× (JAX). The
-    encoder's outputs moved by at most 1e-5, and golden parity with the published model
-    holds on every backend.
+    Under TensorFlow the formula is written out: `keras.ops.gelu(approximate=False)` calls
+    TensorFlow's GELU, which uses the complementary form `0.5 · x · erfc(−x / √2)`, and
+    XLA's CPU code for erfc is slower than for erf. In A/B runs in one process (Shot7M2,
+    batch 32, 2 CPU cores; median of paired ratios) the erf form ran the encoder batch
+    1.07× and the training step 1.06× as fast; the encoder's outputs moved by at most
+    1e-5, and golden parity with the published model holds.
+
+    Under torch this is PyTorch's own kernel, and under JAX `keras.ops.gelu` (erfc): the
+    erf form gained 1.03× there too, but jax 0.10.2 serialises `erf` as a StableHLO
+    1.15 composite that TensorFlow 2.21 (StableHLO 1.13.7) fails to deserialize, and the
+    SavedModel export of a JAX model goes through TensorFlow.
 
     Example:
 
@@ -39,9 +42,9 @@ def exact_gelu(values):
     >>> [round(float(v), 4) for v in exact_gelu(np.array([-1.0, 0.0, 1.0], "float32"))]
     [-0.1587, 0.0, 0.8413]
     """
-    if keras.config.backend() == "torch":
-        return ops.gelu(values, approximate=False)
-    return 0.5 * values * (1.0 + ops.erf(values * SQRT_HALF))
+    if keras.config.backend() == "tensorflow":
+        return 0.5 * values * (1.0 + ops.erf(values * SQRT_HALF))
+    return ops.gelu(values, approximate=False)
 
 
 def max_pool_tokens(tokens, stride: int):
