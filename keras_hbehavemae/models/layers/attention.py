@@ -198,37 +198,29 @@ class MaskUnitAttention(keras.layers.Layer):
         queries = per_window // stride
         if self.uses_torch_views(tokens, windows):
             query, key, value = torch_windowed_qkv(self.qkv, tokens, windows, heads)
-            if stride > 1:
-                # Token r = i·(N/(n_w·s)) + r': pool over the stride chunk i (a view split).
-                query = ops.reshape(  # [B, s, N/(n_w·s), n_w·h, e]
-                    query, (-1, stride, queries, windows * heads, head_dim))
-                query = ops.max(query, axis=1)  # [B, q, n_w·h, e]
         else:
-            query, key, value = self.split_qkv(tokens, windows, per_window, queries)
+            query, key, value = self.split_qkv(tokens, windows, per_window)
+        if stride > 1:
+            # Window token r = i·(N/(n_w·s)) + r': pool over the stride chunk i.
+            query = ops.reshape(  # [B, s, N/(n_w·s), n_w·h, e]
+                query, (-1, stride, queries, windows * heads, head_dim))
+            query = ops.max(query, axis=1)  # [B, q, n_w·h, e]
         attended = heads_axis_attention(query, key, value)  # [B, q, n_w·h, e]
         attended = ops.reshape(attended, (-1, queries * windows, self.dim))  # [B, N/s, D]
         return dense_on_rows(self.proj, attended)
 
-    def split_qkv(self, tokens, windows: int, per_window: int, queries: int):
-        """q, k, v `[B, q, n_w·h, e]`, `[B, N/n_w, n_w·h, e]` ×2 from a split of the fused
-        projection; q max-pooled over the stride chunks when s > 1."""
-        stride, heads, head_dim = self.query_stride, self.num_heads, self.head_dim
+    def split_qkv(self, tokens, windows: int, per_window: int):
+        """q, k, v, each `[B, N/n_w, n_w·h, e]`, from a split of the fused projection."""
+        heads, head_dim = self.num_heads, self.head_dim
         # The fused projection's output axis is (3, h, e): three contiguous slices of width D.
         # Splitting it (rather than indexing a transposed [3, ...] tensor) keeps the backward
         # pass a concatenation instead of three zero-filled scatters.
         query, key, value = ops.split(dense_on_rows(self.qkv, tokens), 3, axis=-1)  # 3×[B, N, D]
-        if stride > 1:
-            # Token n = (i·(N/(n_w·s)) + r)·n_w + window: pool over the stride chunk i.
-            query = ops.reshape(  # [B, s, N/(n_w·s), n_w·D]
-                query, (-1, stride, queries, windows * self.dim))
-            query = ops.max(query, axis=1)  # [B, N/(n_w·s), n_w·D]
         # Token n = r·n_w + window, so [B, N/n_w, n_w, h, e] is a reshape, and attention
         # inside each window and head is attention over the N/n_w tokens of each of n_w·h
         # "heads": no window transpose in or out.
-        query = ops.reshape(query, (-1, queries, windows * heads, head_dim))  # [B, q, n_w·h, e]
-        key = ops.reshape(key, (-1, per_window, windows * heads, head_dim))  # [B, k, n_w·h, e]
-        value = ops.reshape(value, (-1, per_window, windows * heads, head_dim))
-        return query, key, value
+        return tuple(ops.reshape(part, (-1, per_window, windows * heads, head_dim))
+                     for part in (query, key, value))  # 3 × [B, N/n_w, n_w·h, e]
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], input_shape[1] // self.query_stride, self.dim)
